@@ -1,0 +1,277 @@
+"""The event bus: Redis Streams with consumer groups, at-least-once, with a dead-letter stream.
+
+Why streams and not Pub/Sub: a Pub/Sub message sent while a service is down is
+gone; a stream entry waits in the service's consumer group until it is read and
+acknowledged. A consumer that dies after reading leaves its entries *pending*;
+it gets them again on restart (read from id ``0``), and entries pending on a
+consumer that never comes back are claimed by a live one (``XAUTOCLAIM``).
+
+Every entry has one field, ``data``, holding an event's JSON (``cdb.events``).
+An entry that does not parse or validate is copied to ``dead_letter`` with the
+reason, the source stream and the consumer, then acknowledged: it is never lost
+and never blocks the entries behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+from pydantic import ValidationError
+
+from cdb.events import Event, dump_event, parse_event
+
+log = logging.getLogger(__name__)
+
+MARKET_DATA = "market_data"
+SIGNALS = "signals"
+ORDERS = "orders"
+ORDER_RESULT = "order_result"
+ALERTS = "alerts"
+HEALTH = "health"
+CONTROL = "control"
+DEAD_LETTER = "dead_letter"
+STREAMS = (MARKET_DATA, SIGNALS, ORDERS, ORDER_RESULT, ALERTS, HEALTH, CONTROL)
+
+#: Which stream each event type travels on. One stream may carry several types.
+STREAM_OF_TYPE: dict[str, str] = {
+    "market_data": MARKET_DATA,
+    "market_status": MARKET_DATA,
+    "signal": SIGNALS,
+    "order": ORDERS,
+    "order_result": ORDER_RESULT,
+    "alert": ALERTS,
+    "health": HEALTH,
+    "control": CONTROL,
+    "breaker_state": CONTROL,
+}
+
+#: Event types accepted on each stream; anything else is dead-lettered.
+TYPES_OF_STREAM: dict[str, frozenset[str]] = {
+    s: frozenset(t for t, st in STREAM_OF_TYPE.items() if st == s) for s in STREAMS
+}
+
+#: Redis key holding the risk manager's current breaker state (a hash), read by the operator.
+BREAKER_KEY = "cdb:risk:breaker"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One validated entry read from a stream, to be acknowledged after handling."""
+
+    stream: str
+    entry_id: str
+    event: Event
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters the runtime exports as Prometheus metrics."""
+
+    consumed: dict[str, int] = field(default_factory=dict)
+    produced: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counter: dict[str, int], stream: str, n: int = 1) -> None:
+        counter[stream] = counter.get(stream, 0) + n
+
+
+def default_consumer_name(service: str) -> str:
+    """A consumer name stable across restarts of the same process slot (pod name or host)."""
+    return os.environ.get("CDB_CONSUMER_NAME") or f"{service}-{socket.gethostname()}"
+
+
+class Bus:
+    """Publish events to streams and consume them through this service's consumer group."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        service: str,
+        consumer: str | None = None,
+        maxlen_market_data: int = 100_000,
+        maxlen_default: int = 1_000_000,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.client = client
+        self.group = service
+        self.consumer = consumer or default_consumer_name(service)
+        self.maxlen_market_data = maxlen_market_data
+        self.maxlen_default = maxlen_default
+        self.claim_idle_ms = claim_idle_ms
+        self.stats = BusStats()
+        self._streams: list[str] = []
+        self._replay_pending = True
+        self._last_claim = 0.0
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _maxlen(self, stream: str) -> int:
+        return self.maxlen_market_data if stream == MARKET_DATA else self.maxlen_default
+
+    def publish(self, event: Event, stream: str | None = None) -> str:
+        """Append one event to its stream (chosen by type unless given); returns the entry id."""
+        stream = stream or STREAM_OF_TYPE[event.type]
+        entry_id = self.client.xadd(
+            stream, {"data": dump_event(event)}, maxlen=self._maxlen(stream), approximate=True
+        )
+        self.stats.add(self.stats.produced, stream)
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    def publish_many(self, events: Iterable[Event]) -> list[str]:
+        """Append many events in one round trip (a pipeline), in order."""
+        pipe = self.client.pipeline(transaction=False)
+        streams = []
+        for event in events:
+            stream = STREAM_OF_TYPE[event.type]
+            streams.append(stream)
+            pipe.xadd(
+                stream, {"data": dump_event(event)}, maxlen=self._maxlen(stream), approximate=True
+            )
+        ids = pipe.execute() if streams else []
+        for stream in streams:
+            self.stats.add(self.stats.produced, stream)
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def subscribe(self, streams: Sequence[str], start_id: str = "0") -> None:
+        """Create this service's consumer group on each stream (idempotent).
+
+        A new group starts at ``start_id``: ``0`` reads the whole retained backlog, which is
+        what a first deployment wants (nothing published before the service existed is lost).
+        """
+        self._streams = list(streams)
+        for stream in self._streams:
+            try:
+                self.client.xgroup_create(stream, self.group, id=start_id, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._replay_pending = True
+
+    def replay_pending(self) -> None:
+        """Re-read this consumer's unacknowledged entries next (after a restart or a failure)."""
+        self._replay_pending = True
+
+    def read(self, count: int = 500, block_ms: int = 1000) -> list[Delivery]:
+        """Read up to ``count`` entries: own pending first, then claimed, then new ones.
+
+        Invalid entries are dead-lettered and acknowledged here; only valid ones are returned.
+        """
+        if not self._streams:
+            raise RuntimeError("subscribe() before read()")
+        if self._replay_pending:
+            raw = self.client.xreadgroup(
+                self.group, self.consumer, {s: "0" for s in self._streams}, count=count
+            )
+            deliveries = self._decode(raw)
+            if deliveries or any(entries for _, entries in raw or []):
+                return deliveries
+            self._replay_pending = False
+        if time.monotonic() - self._last_claim > self.claim_idle_ms / 1000:
+            self._last_claim = time.monotonic()
+            claimed = self._claim(count)
+            if claimed:
+                return claimed
+        raw = self.client.xreadgroup(
+            self.group, self.consumer, {s: ">" for s in self._streams}, count=count, block=block_ms
+        )
+        return self._decode(raw)
+
+    def _claim(self, count: int) -> list[Delivery]:
+        """Take over entries another (dead) consumer of this group left pending too long."""
+        out: list[Delivery] = []
+        for stream in self._streams:
+            result = self.client.xautoclaim(
+                stream, self.group, self.consumer, self.claim_idle_ms, "0-0", count=count
+            )
+            entries = result[1] if result else []
+            if entries:
+                log.info("claimed %d idle entries on %s", len(entries), stream)
+                out.extend(self._decode([(stream, entries)]))
+        return out
+
+    def _decode(self, raw: list | None) -> list[Delivery]:
+        out: list[Delivery] = []
+        bad: list[tuple[str, str, bytes | None, str]] = []
+        for stream_name, entries in raw or []:
+            stream = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
+            for entry_id, fields in entries:
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                if fields is None:  # deleted while pending: nothing to handle, just ack
+                    self.client.xack(stream, self.group, eid)
+                    continue
+                data = fields.get(b"data", fields.get("data"))
+                event, reason = self._validate(stream, data)
+                if event is None:
+                    bad.append((stream, eid, data, reason))
+                else:
+                    out.append(Delivery(stream, eid, event))
+                    self.stats.add(self.stats.consumed, stream)
+        if bad:
+            self._dead_letter(bad)
+        return out
+
+    @staticmethod
+    def _validate(stream: str, data: bytes | str | None) -> tuple[Event | None, str]:
+        if data is None:
+            return None, "entry has no 'data' field"
+        try:
+            event = parse_event(data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            return None, f"invalid event: {where}: {first['msg']}"[:500]
+        except ValueError as exc:  # not JSON at all
+            return None, f"invalid JSON: {exc}"[:500]
+        if event.type not in TYPES_OF_STREAM.get(stream, frozenset({event.type})):
+            return None, f"event type {event.type!r} does not belong on stream {stream!r}"
+        return event, ""
+
+    def _dead_letter(self, bad: list[tuple[str, str, bytes | None, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for stream, eid, data, reason in bad:
+            payload = data if data is not None else b""
+            pipe.xadd(
+                DEAD_LETTER,
+                {
+                    "data": payload[:65536],
+                    "stream": stream,
+                    "entry_id": eid,
+                    "consumer": f"{self.group}/{self.consumer}",
+                    "reason": reason,
+                    "timestamp": str(int(time.time())),
+                },
+                maxlen=self.maxlen_default,
+                approximate=True,
+            )
+            pipe.xack(stream, self.group, eid)
+            log.warning("dead-lettered %s %s: %s", stream, eid, reason)
+        pipe.execute()
+        for stream, *_ in bad:
+            self.stats.add(self.stats.dead_lettered, stream)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a valid entry that its handler cannot process to ``dead_letter`` and ack it."""
+        self._dead_letter(
+            [(delivery.stream, delivery.entry_id, dump_event(delivery.event), reason)]
+        )
+
+    def ack(self, deliveries: Iterable[Delivery]) -> None:
+        """Acknowledge handled entries, grouped per stream, in one round trip."""
+        by_stream: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+        if not by_stream:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, self.group, *ids)
+        pipe.execute()

@@ -1,0 +1,135 @@
+"""The ``cdb`` command: run a service, write the event schema, migrate the database, and more.
+
+Subcommands import their modules lazily, so ``cdb run signal`` does not pay for
+ccxt or kopf, and a bad setting is reported before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+#: ``cdb run NAME`` → the module whose ``SERVICE`` class is run.
+SERVICES: dict[str, str] = {
+    "feed": "cdb.feed.service",
+    "signal": "cdb.signal.service",
+    "risk": "cdb.risk.service",
+    "execution": "cdb.execution.service",
+    "persistence": "cdb.persistence.service",
+    "notifier": "cdb.notifier.service",
+}
+
+#: Extra subcommands contributed by other modules: name → (module, help). Each module has
+#: ``add_arguments(parser)`` and ``main(args) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("cdb.local.up", "run the whole pipeline locally (paper trading, synthetic feed)"),
+    "status": ("cdb.local.status", "print each service's health and the latest activity"),
+    "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
+    "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
+}
+
+REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
+
+
+def run_service(name: str) -> int:
+    """Start one service in this process; returns its exit code."""
+    from cdb.bus import Bus
+    from cdb.runtime import Runtime, configure_logging, redis_client, secret_values
+    from cdb.settings import SettingsError, exit_on_bad_settings, load_settings
+
+    module = importlib.import_module(SERVICES[name])
+    service_cls = module.SERVICE
+    try:
+        settings = load_settings(service_cls.settings_class)
+    except SettingsError as exc:
+        exit_on_bad_settings(exc)
+    configure_logging(service_cls.name, settings.LOG_LEVEL, secret_values(settings))
+    bus = Bus(
+        redis_client(settings),
+        service=service_cls.name,
+        maxlen_market_data=settings.STREAM_MAXLEN_MARKET_DATA,
+        maxlen_default=settings.STREAM_MAXLEN,
+        claim_idle_ms=settings.CLAIM_IDLE_MS,
+    )
+    try:
+        service = service_cls(settings, bus)
+    except SettingsError as exc:  # cross-setting checks made when the service is built
+        exit_on_bad_settings(exc)
+    return Runtime(service).run()
+
+
+def write_schema(path: Path) -> int:
+    from cdb.events import json_schema
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+def db_command(action: str) -> int:
+    from cdb.db.migrate import migrate, schema_version
+    from cdb.settings import PostgresSettings, SettingsError, exit_on_bad_settings, load_settings
+
+    try:
+        settings = load_settings(PostgresSettings)
+    except SettingsError as exc:
+        exit_on_bad_settings(exc)
+    if action == "migrate":
+        applied = migrate(settings)
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none (up to date)'}")
+    print(f"schema version: {schema_version(settings) or 'empty'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdb", description="Claire de Binare trading system")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one service (configured by environment variables)")
+    run.add_argument("service", choices=sorted(SERVICES))
+
+    schema = sub.add_parser("schema", help="write the events' JSON Schema")
+    schema.add_argument("--output", type=Path, default=REPO_SCHEMA)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["migrate", "version"])
+
+    op = sub.add_parser(
+        "operator", help="run the Kubernetes operator against the current kubeconfig"
+    )
+    op.add_argument("args", nargs=argparse.REMAINDER, help="passed to cdb-operator")
+
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError:
+            p.set_defaults(_missing=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_service(args.service)
+    if args.command == "schema":
+        return write_schema(args.output)
+    if args.command == "db":
+        return db_command(args.action)
+    if args.command == "operator":
+        from cdb_operator.main import main as operator_main
+
+        return operator_main(args.args)
+    if getattr(args, "_missing", None):
+        print(f"cdb {args.command}: not available ({args._missing} is missing)", file=sys.stderr)
+        return 1
+    module, _ = COMMANDS[args.command]
+    return importlib.import_module(module).main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

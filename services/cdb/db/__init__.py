@@ -1,0 +1,1 @@
+"""PostgreSQL: the schema (numbered migrations under ``migrations/``) and connections."""

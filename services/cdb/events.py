@@ -1,0 +1,237 @@
+"""Event contracts: the only language the services speak to each other.
+
+Every message on a Redis stream is one of these pydantic models, serialised as
+JSON in the entry's single field ``data``. The models are the one source of
+truth: ``cdb schema`` derives ``docs/EVENT_SCHEMA.json`` from them, and the bus
+validates every entry it reads against them (a failure goes to ``dead_letter``).
+
+Commands are imperative (``order``, ``control``), facts are past tense
+(``order_result``); ids are deterministic where a redelivery must not create a
+second object (``signal_id``, ``client_id``), which is what makes handlers
+idempotent under at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+SYMBOL_PATTERN = r"^[A-Z0-9]+_[A-Z0-9]+$"
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=32, examples=["BTC_USDT"])]
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
+Side = Literal["BUY", "SELL"]
+Reason = Annotated[str, Field(max_length=200)]
+ClientId = Annotated[
+    str, Field(pattern=CLIENT_ID_PATTERN, description="Idempotency key, <= 32 chars (MEXC limit)")
+]
+Timestamp = Annotated[int, Field(ge=0, description="Unix seconds (UTC)")]
+
+
+def now() -> int:
+    """Current Unix time in whole seconds, the unit of every ``timestamp``."""
+    return int(time.time())
+
+
+class Event(BaseModel):
+    """Base of every event: a ``type`` discriminator and a Unix-seconds ``timestamp``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    type: str
+    timestamp: Timestamp = Field(default_factory=now)
+
+
+class MarketData(Event):
+    """A price observation for one symbol, with the move over the lookback window."""
+
+    type: Literal["market_data"] = "market_data"
+    symbol: Symbol
+    price: Price
+    volume: NonNegative = Field(description="Quote-currency volume over the lookback window")
+    pct_change: float = Field(
+        allow_inf_nan=False, description="Percent move over the lookback window (4.5 = +4.5 %)"
+    )
+    interval: Interval = "1m"
+    source: Literal["live", "replay", "synthetic", "test"] = "live"
+
+
+class MarketStatus(Event):
+    """The feed's view of the exchange: the risk manager pauses trading when it is not ``ok``."""
+
+    type: Literal["market_status"] = "market_status"
+    exchange: Annotated[str, Field(max_length=32)] = "mexc"
+    status: Literal["ok", "unreachable", "stale"]
+    reason: Reason = ""
+
+
+class Signal(Event):
+    """A strategy's opinion that a symbol should be bought or sold."""
+
+    type: Literal["signal"] = "signal"
+    signal_id: Annotated[str, Field(min_length=1, max_length=64)]
+    symbol: Symbol
+    side: Side
+    confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    price: Price
+    pct_change: float = Field(allow_inf_nan=False)
+    volume: NonNegative = 0.0
+    reason: Reason
+    strategy: Annotated[str, Field(max_length=64)] = "momentum"
+
+
+class Order(Event):
+    """A command to execution: buy or sell ``quantity`` of ``symbol``, at most once per ``client_id``."""
+
+    type: Literal["order"] = "order"
+    client_id: ClientId
+    symbol: Symbol
+    side: Side
+    quantity: Price = Field(description="Base-asset quantity, > 0")
+    price: Price | None = Field(default=None, description="Reference price the risk check used")
+    stop_loss: Price | None = None
+    take_profit: Price | None = None
+    signal_id: Annotated[str, Field(max_length=64)] | None = None
+    reason: Reason = ""
+
+
+class OrderResult(Event):
+    """What happened to an order at the exchange (or in the paper book)."""
+
+    type: Literal["order_result"] = "order_result"
+    client_id: ClientId
+    symbol: Symbol
+    side: Side
+    status: Literal["FILLED", "PARTIALLY_FILLED", "REJECTED", "ERROR", "CANCELLED"]
+    filled_quantity: NonNegative = 0.0
+    avg_price: NonNegative = 0.0
+    fee: NonNegative = 0.0
+    error: Annotated[str, Field(max_length=500)] | None = None
+    exchange_order_id: Annotated[str, Field(max_length=64)] | None = None
+    mode: Literal["paper", "validate", "live"] = "paper"
+
+
+class Alert(Event):
+    """Something a person should know about; WARNING and CRITICAL are pushed by the notifier."""
+
+    type: Literal["alert"] = "alert"
+    level: Literal["INFO", "WARNING", "CRITICAL"]
+    code: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,64}$")]
+    message: Annotated[str, Field(max_length=500)]
+    context: dict[str, Any] = Field(default_factory=dict)
+    source: Annotated[str, Field(max_length=64)] = ""
+
+    @field_validator("context")
+    @classmethod
+    def _context_is_small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Keep alerts small and JSON-clean: a hostile context must not bloat every consumer."""
+        if len(value) > 50:
+            raise ValueError("context has more than 50 keys")
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"context[{key!r}] is not a finite number")
+            if isinstance(item, str) and len(item) > 1000:
+                raise ValueError(f"context[{key!r}] is longer than 1000 characters")
+        return value
+
+
+class Health(Event):
+    """A service's periodic heartbeat, written to ``health_checks`` by the persistence writer."""
+
+    type: Literal["health"] = "health"
+    service: Annotated[str, Field(max_length=64)]
+    status: Literal["ok", "degraded", "down"]
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Control(Event):
+    """A command to the risk manager: engage or release the breaker, or stop everything."""
+
+    type: Literal["control"] = "control"
+    action: Literal["engage_breaker", "release_breaker", "kill_switch"]
+    reason: Reason = ""
+    source: Literal["operator", "dashboard", "cli", "risk"]
+    control_id: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Set by the sender to match a confirmation to its request"
+    )
+
+
+class BreakerState(Event):
+    """The risk manager's confirmation of its breaker state, published after every change."""
+
+    type: Literal["breaker_state"] = "breaker_state"
+    engaged: bool
+    manual: bool = False
+    drawdown: bool = False
+    kill_switch: bool = False
+    reason: Reason = ""
+    control_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+AnyEvent = Annotated[
+    MarketData
+    | MarketStatus
+    | Signal
+    | Order
+    | OrderResult
+    | Alert
+    | Health
+    | Control
+    | BreakerState,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        MarketData,
+        MarketStatus,
+        Signal,
+        Order,
+        OrderResult,
+        Alert,
+        Health,
+        Control,
+        BreakerState,
+    )
+}
+
+_ANY = TypeAdapter(AnyEvent)
+
+
+def parse_event(raw: str | bytes) -> Event:
+    """Parse and validate one event from JSON; raises ``pydantic.ValidationError``."""
+    return _ANY.validate_json(raw)
+
+
+def dump_event(event: Event) -> bytes:
+    """Serialise an event to compact JSON bytes (the ``data`` field of a stream entry)."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def stable_id(*parts: object, length: int = 24) -> str:
+    """A short id derived from its inputs: the same inputs after a redelivery give the same id."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+    return digest[:length]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema 2020-12 covering every event type (``docs/EVENT_SCHEMA.json``)."""
+    schema = _ANY.json_schema(ref_template="#/$defs/{model}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://claire-de-binare.dev/schemas/events.json",
+        "title": "Claire de Binare events",
+        "description": (
+            "Every entry on a Redis stream has one field 'data' holding one of these events "
+            "as JSON. Generated by `cdb schema` from services/cdb/events.py; do not edit."
+        ),
+        **schema,
+    }

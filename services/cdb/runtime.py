@@ -1,0 +1,418 @@
+"""The service runtime: one loop, HTTP endpoints, metrics, logging and signals for every service.
+
+A service is a small class (``Service``) that says which streams it reads and how
+it handles an entry; this module does everything else the same way for all of
+them: validated settings, JSON logs that never carry a secret, ``/health``,
+``/status`` and ``/metrics`` on a production WSGI server (waitress, in a
+thread), reconnects with capped exponential backoff and jitter, acknowledgement
+after handling, periodic ``health`` events, and a bounded graceful stop on
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import psycopg2
+import redis
+from flask import Flask, Response, jsonify
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pythonjsonlogger.json import JsonFormatter
+from redis.backoff import ExponentialWithJitterBackoff
+from waitress.server import create_server
+
+from cdb import __version__
+from cdb.bus import HEALTH, Bus, Delivery
+from cdb.events import Health
+from cdb.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A failure that resolves itself (a dependency is down): the entry is retried, not dropped."""
+
+
+#: Exceptions that mean "a dependency is unavailable": back off and retry, never dead-letter.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every known secret value in a log record with ``***`` before it is formatted."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self._clean(record.getMessage())
+            record.args = None
+            if record.exc_info:
+                record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return True
+
+
+def secret_values(*settings: Any) -> list[str]:
+    """Every ``SecretStr`` value held by the given settings objects."""
+    from pydantic import SecretStr
+
+    found = []
+    for obj in settings:
+        for name in type(obj).model_fields:
+            value = getattr(obj, name, None)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+    return found
+
+
+def configure_logging(service: str, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """JSON lines on stdout, each carrying the service name, with secrets redacted."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
+            static_fields={"service": service},
+        )
+    )
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("waitress", "urllib3", "ccxt"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+# -- the service contract -----------------------------------------------------------------------
+
+
+class Service:
+    """Base class of every service. Override what applies; the runtime calls the rest.
+
+    ``streams`` are read through the consumer group named after the service. ``handle``
+    must be idempotent: delivery is at-least-once.
+    """
+
+    name: ClassVar[str] = "service"
+    default_port: ClassVar[int] = 8000
+    settings_class: ClassVar[type[BaseServiceSettings]] = BaseServiceSettings
+    streams: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: BaseServiceSettings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.registry = CollectorRegistry(auto_describe=True)
+
+    def setup(self) -> None:
+        """Connect to what the service needs (called again after a transient failure)."""
+
+    def handle(self, delivery: Delivery) -> None:
+        """Handle one validated entry. Raise a ``TRANSIENT`` error to have it retried."""
+
+    def handle_batch(self, deliveries: list[Delivery], done: Callable[[Delivery], None]) -> None:
+        """Handle a batch, calling ``done`` for each entry that may be acknowledged.
+
+        The default handles entries one by one; an entry whose handler raises a
+        non-transient error is dead-lettered with the error as its reason.
+        """
+        for delivery in deliveries:
+            try:
+                self.handle(delivery)
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # a bug or a poison entry: never block the stream on it
+                log.exception("handler failed on %s %s", delivery.stream, delivery.entry_id)
+                self.bus.dead_letter(delivery, f"handler error: {type(exc).__name__}: {exc}"[:500])
+                continue
+            done(delivery)
+
+    def tick(self) -> float | None:
+        """Periodic work between reads; return seconds to sleep when the service only produces."""
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """Service-specific fields for ``/status``."""
+        return {}
+
+    def health_problems(self) -> list[str]:
+        """Reasons the service is not healthy besides Redis and the loop (e.g. a database)."""
+        return []
+
+    def routes(self, app: Flask) -> None:
+        """Add service-specific HTTP routes."""
+
+    def close(self) -> None:
+        """Release connections at shutdown."""
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+class _BusCollector:
+    """Exports the bus's counters at scrape time, so the hot path only adds to a dict."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self):
+        stats = self.runtime.bus.stats
+        name = self.runtime.service.name
+        for metric, counter, doc in (
+            ("cdb_events_consumed", stats.consumed, "Valid entries read, per stream"),
+            ("cdb_events_produced", stats.produced, "Entries published, per stream"),
+            ("cdb_events_dead_lettered", stats.dead_lettered, "Entries sent to dead_letter"),
+        ):
+            family = CounterMetricFamily(metric, doc, labels=["service", "stream"])
+            for stream, value in sorted(counter.items()):
+                family.add_metric([name, stream], value)
+            yield family
+        up = GaugeMetricFamily("cdb_redis_up", "1 while Redis answers", labels=["service"])
+        up.add_metric([name], 1.0 if self.runtime.redis_ok else 0.0)
+        yield up
+
+
+# -- the runtime --------------------------------------------------------------------------------
+
+
+class Runtime:
+    """Runs one service: its loop in the calling thread, its HTTP endpoints in another."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.bus = service.bus
+        self.settings = service.settings
+        self.stopping = threading.Event()
+        self.started_at = int(time.time())
+        self.state = "starting"
+        self.redis_ok = False
+        self.heartbeat = 0.0
+        self.last_event: dict[str, Any] | None = None
+        self.last_error: str | None = None
+        self._last_health = 0.0
+        self._server = None
+        self.http_port: int | None = None
+        self.handler_seconds = Histogram(
+            "cdb_handler_seconds",
+            "Time to handle one entry",
+            ["service"],
+            registry=service.registry,
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        ).labels(service.name)
+        service.registry.register(_BusCollector(self))
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, list[str]]:
+        problems: list[str] = []
+        if self.state != "running":
+            problems.append(f"state is {self.state}")
+        stale_after = max(5.0, 3 * self.settings.HEALTH_INTERVAL_S)
+        if time.monotonic() - self.heartbeat > stale_after:
+            problems.append("main loop is not running")
+        try:
+            self.bus.client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.redis_ok = False
+            problems.append(f"redis unreachable: {type(exc).__name__}")
+        problems.extend(self.service.health_problems())
+        return not problems, problems
+
+    def app(self) -> Flask:
+        app = Flask(self.service.name)
+        base = {"service": self.service.name, "version": __version__}
+
+        @app.get("/health")
+        def health():
+            ok, problems = self.healthy()
+            body = {"status": "ok" if ok else "unavailable", **base}
+            if not ok:
+                body["problems"] = problems
+            return jsonify(body), 200 if ok else 503
+
+        @app.get("/status")
+        def status():
+            stats = self.bus.stats
+            return jsonify(
+                {
+                    **base,
+                    "state": self.state,
+                    "started_at": self.started_at,
+                    "redis": "ok" if self.redis_ok else "unreachable",
+                    "consumed": stats.consumed,
+                    "produced": stats.produced,
+                    "dead_lettered": stats.dead_lettered,
+                    "last_event": self.last_event,
+                    "last_error": self.last_error,
+                    **self.service.status(),
+                }
+            )
+
+        @app.get("/metrics")
+        def metrics():
+            return Response(generate_latest(self.service.registry), mimetype="text/plain")
+
+        self.service.routes(app)
+        return app
+
+    def start_http(self) -> None:
+        port = self.settings.HTTP_PORT
+        port = self.service.default_port if port is None else port
+        self._server = create_server(
+            self.app(), host=self.settings.HTTP_HOST, port=port, threads=4, ident=None
+        )
+        self.http_port = self._server.effective_port
+        threading.Thread(target=self._server.run, name="http", daemon=True).start()
+        log.info("http listening on %s:%s", self.settings.HTTP_HOST, self.http_port)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        if not self.stopping.is_set():
+            log.info("stop requested: finishing in-flight work")
+            self.state = "stopping"
+            self.stopping.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 after a graceful stop)."""
+        self._install_signal_handlers()
+        self.start_http()
+        backoff = ExponentialWithJitterBackoff(cap=30.0, base=0.5)
+        failures = 0
+        ready = False
+        log.info("%s %s starting", self.service.name, __version__)
+        while not self.stopping.is_set():
+            try:
+                if not ready:
+                    self.state = "connecting"
+                    self.bus.client.ping()
+                    self.redis_ok = True
+                    self.service.setup()
+                    if self.service.streams:
+                        self.bus.subscribe(self.service.streams)
+                    ready = True
+                    self.state = "running"
+                    log.info("%s running", self.service.name)
+                self._once()
+                if failures:
+                    log.info("recovered after %d failed attempts", failures)
+                failures = 0
+                self.redis_ok = True
+                self.last_error = None
+            except TRANSIENT as exc:
+                failures += 1
+                if isinstance(exc, redis.RedisError):
+                    self.redis_ok = False
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.state = "degraded" if ready else "connecting"
+                wait = backoff.compute(failures)
+                log.warning("transient failure (%s); retrying in %.1fs", self.last_error, wait)
+                self.bus.replay_pending()
+                self.stopping.wait(wait)
+                if ready:
+                    self.state = "running"
+        self._shutdown()
+        return 0
+
+    def _once(self) -> None:
+        service = self.service
+        if service.streams:
+            deliveries = self.bus.read(self.settings.READ_BATCH, block_ms=1000)
+            if deliveries:
+                handled: list[Delivery] = []
+                started = time.perf_counter()
+                try:
+                    service.handle_batch(deliveries, handled.append)
+                finally:
+                    self.bus.ack(handled)  # what was handled is acked even if the rest failed
+                    if handled:
+                        per_entry = (time.perf_counter() - started) / len(deliveries)
+                        self.handler_seconds.observe(per_entry)
+                        last = handled[-1]
+                        self.last_event = {
+                            "stream": last.stream,
+                            "entry_id": last.entry_id,
+                            "type": last.event.type,
+                            "timestamp": last.event.timestamp,
+                        }
+        sleep = service.tick()
+        self.heartbeat = time.monotonic()
+        self._maybe_publish_health()
+        if sleep and not self.stopping.is_set():
+            self.stopping.wait(sleep)
+            self.heartbeat = time.monotonic()
+
+    def _maybe_publish_health(self) -> None:
+        now = time.monotonic()
+        if now - self._last_health < self.settings.HEALTH_INTERVAL_S:
+            return
+        self._last_health = now
+        problems = self.service.health_problems()
+        self.bus.publish(
+            Health(
+                service=self.service.name,
+                status="degraded" if problems else "ok",
+                details={"problems": "; ".join(problems)[:900]} if problems else {},
+            ),
+            HEALTH,
+        )
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.SHUTDOWN_TIMEOUT_S
+        try:
+            self.service.close()
+        except Exception:
+            log.exception("error while closing %s", self.service.name)
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(redis.RedisError):
+            self.bus.client.close()
+        log.info(
+            "%s stopped (%.1fs left of the stop budget)",
+            self.service.name,
+            max(0.0, deadline - time.monotonic()),
+        )
+
+
+def redis_client(settings: BaseServiceSettings) -> redis.Redis:
+    """A Redis client whose timeouts outlast a blocking read (1 s) and fail fast otherwise."""
+    password = settings.REDIS_PASSWORD.get_secret_value() if settings.REDIS_PASSWORD else None
+    return redis.Redis(
+        host=settings.REDIS_HOST,
+        port=settings.REDIS_PORT,
+        password=password,
+        db=settings.REDIS_DB,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )

@@ -1,0 +1,131 @@
+"""Settings: environment variables only, validated once at start.
+
+Each service declares a frozen pydantic-settings class composed of the shared
+pieces below. A bad value stops the service with exit code 2 and one line that
+names the variable and the rule (``SIGNAL_THRESHOLD_PCT must be > 0, got 0``);
+a secret's value is never echoed, not even in that line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class SettingsError(SystemExit):
+    """A bad setting: the service cannot start until a person fixes its environment."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every service reads: Redis, logging, the HTTP port, stream limits."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    REDIS_HOST: str = Field("localhost", description="Redis host")
+    REDIS_PORT: int = Field(6379, ge=1, le=65535, description="Redis port")
+    REDIS_PASSWORD: SecretStr | None = Field(None, description="Redis password (requirepass)")
+    REDIS_DB: int = Field(0, ge=0, le=15, description="Redis database number")
+    LOG_LEVEL: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of JSON logs"
+    )
+    HTTP_HOST: str = Field("0.0.0.0", description="Address the HTTP endpoints listen on")
+    HTTP_PORT: int | None = Field(
+        None, ge=0, le=65535, description="HTTP port (default: the service's own; 0 = any free)"
+    )
+    STREAM_MAXLEN_MARKET_DATA: int = Field(
+        100_000, ge=1000, description="Approximate length market_data is trimmed to"
+    )
+    STREAM_MAXLEN: int = Field(
+        1_000_000, ge=1000, description="Approximate backlog kept on every other stream"
+    )
+    READ_BATCH: int = Field(500, ge=1, le=10_000, description="Entries read per XREADGROUP")
+    CLAIM_IDLE_MS: int = Field(
+        30_000, ge=1000, description="Entries pending this long on a dead consumer are claimed"
+    )
+    HEALTH_INTERVAL_S: float = Field(10.0, gt=0, description="Seconds between health events")
+    SHUTDOWN_TIMEOUT_S: float = Field(10.0, gt=0, description="Bound on a graceful stop")
+
+
+class PostgresSettings(BaseSettings):
+    """Connection settings for services that write PostgreSQL."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    POSTGRES_HOST: str = Field("localhost", description="PostgreSQL host")
+    POSTGRES_PORT: int = Field(5432, ge=1, le=65535, description="PostgreSQL port")
+    POSTGRES_USER: str = Field("claire", description="PostgreSQL user")
+    POSTGRES_PASSWORD: SecretStr | None = Field(None, description="PostgreSQL password")
+    POSTGRES_DB: str = Field("claire_de_binare", description="PostgreSQL database")
+
+    def postgres_dsn(self) -> str:
+        """A libpq DSN (keyword form, so the password never needs URL-escaping)."""
+        parts = {
+            "host": self.POSTGRES_HOST,
+            "port": self.POSTGRES_PORT,
+            "user": self.POSTGRES_USER,
+            "dbname": self.POSTGRES_DB,
+        }
+        if self.POSTGRES_PASSWORD is not None:
+            parts["password"] = self.POSTGRES_PASSWORD.get_secret_value()
+        return " ".join(f"{k}='{_libpq_escape(str(v))}'" for k, v in parts.items())
+
+
+def _libpq_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+_RULES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "string_pattern_mismatch": "must match {pattern}",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+    "int_parsing": "must be an integer",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "finite_number": "must be a finite number",
+    "missing": "is required",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must be at least {min_length} characters",
+}
+
+
+def describe_error(cls: type[BaseSettings], exc: ValidationError) -> str:
+    """One line for the first error: the variable, the rule, and (unless secret) the value."""
+    err = exc.errors(include_url=False)[0]
+    name = str(err["loc"][0]) if err["loc"] else "settings"
+    template = _RULES.get(err["type"])
+    rule = template.format(**err.get("ctx", {})) if template else err["msg"]
+    if err["type"] == "missing":
+        return f"{name} {rule}"
+    field = cls.model_fields.get(name)
+    secret = field is not None and "SecretStr" in repr(field.annotation)
+    shown = "<hidden>" if secret else repr(err.get("input"))
+    if isinstance(err.get("input"), str) and not secret:
+        shown = err["input"]
+    return f"{name} {rule}, got {shown}"
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings from the environment; on a bad value raise ``SettingsError`` (exit 2)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_error(cls, exc)) from None
+
+
+def exit_on_bad_settings(error: SettingsError) -> None:
+    """Print the one-line reason to stderr and exit 2 (used by ``cdb run``)."""
+    print(f"configuration error: {error.message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
