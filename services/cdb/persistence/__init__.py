@@ -1,0 +1,1 @@
+"""Persistence writer: every signal, order, order result, alert and health event into PostgreSQL."""
