@@ -17,8 +17,12 @@ from typing import Any
 from cdb.localservers import free_port, wait_for_port
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               message: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
     """Poll until ``predicate()`` is truthy; return its value or fail with ``message``."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -30,7 +34,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
         except Exception as exc:  # the thing polled may not be up yet
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last error: {last_exc})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message} (last error: {last_exc})"
+    )
 
 
 def http_get(port: int, path: str, timeout: float = 3.0) -> tuple[int, Any]:
@@ -50,12 +56,23 @@ def http_get(port: int, path: str, timeout: float = 3.0) -> tuple[int, Any]:
 class ServiceProcess:
     """``cdb run NAME`` as a child process with its own environment and a log file."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, port: int | None = None,
-                 args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        port: int | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.port = port or free_port()
-        self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
-                    "CDB_CONSUMER_NAME": env.get("CDB_CONSUMER_NAME", f"{name}-test")}
+        self.env = {
+            **os.environ,
+            **env,
+            "HTTP_PORT": str(self.port),
+            "HTTP_HOST": "127.0.0.1",
+            "CDB_CONSUMER_NAME": env.get("CDB_CONSUMER_NAME", f"{name}-test"),
+        }
         self.log_path = log_dir / f"{name}.log"
         self.args = args or [sys.executable, "-m", "cdb", "run", name]
         self.proc: subprocess.Popen | None = None
@@ -65,8 +82,11 @@ class ServiceProcess:
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if wait_healthy:
             wait_for_port(self.port, timeout=timeout)
-            wait_until(lambda: self.health()[0] == 200, timeout=timeout,
-                       message=f"{self.name} healthy (log: {self.log_path})")
+            wait_until(
+                lambda: self.health()[0] == 200,
+                timeout=timeout,
+                message=f"{self.name} healthy (log: {self.log_path})",
+            )
         return self
 
     def health(self) -> tuple[int, Any]:

@@ -26,7 +26,8 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pythonjsonlogger.json import JsonFormatter
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry
 from waitress.server import create_server
 
 from cdb import __version__
@@ -217,6 +218,9 @@ class Runtime:
         self._last_health = 0.0
         self._server = None
         self.http_port: int | None = None
+        # /health asks Redis on its own short-timeout connection, without retries, so it
+        # answers within a second even while the main loop is stuck reconnecting.
+        self._health_client = redis_client(self.settings, probe=True)
         self.handler_seconds = Histogram(
             "cdb_handler_seconds",
             "Time to handle one entry",
@@ -236,7 +240,7 @@ class Runtime:
         if time.monotonic() - self.heartbeat > stale_after:
             problems.append("main loop is not running")
         try:
-            self.bus.client.ping()
+            self._health_client.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.redis_ok = False
             problems.append(f"redis unreachable: {type(exc).__name__}")
@@ -404,15 +408,24 @@ class Runtime:
         )
 
 
-def redis_client(settings: BaseServiceSettings) -> redis.Redis:
-    """A Redis client whose timeouts outlast a blocking read (1 s) and fail fast otherwise."""
+def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Redis:
+    """A Redis client whose timeouts outlast a blocking read (1 s) and fail fast otherwise.
+
+    ``probe=True`` gives a client for health checks: 1 s timeouts and no retries.
+    """
     password = settings.REDIS_PASSWORD.get_secret_value() if settings.REDIS_PASSWORD else None
+    if probe:
+        timeouts = {"socket_timeout": 1, "socket_connect_timeout": 1}
+        retry = Retry(NoBackoff(), 0)
+    else:
+        timeouts = {"socket_timeout": 5, "socket_connect_timeout": 3, "health_check_interval": 30}
+        # a couple of quick retries for a blip; longer outages are the runtime's backoff loop
+        retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2)
     return redis.Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
         password=password,
         db=settings.REDIS_DB,
-        socket_timeout=5,
-        socket_connect_timeout=3,
-        health_check_interval=30,
+        retry=retry,
+        **timeouts,
     )

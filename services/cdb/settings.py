@@ -106,7 +106,12 @@ def describe_error(cls: type[BaseSettings], exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     name = str(err["loc"][0]) if err["loc"] else "settings"
     template = _RULES.get(err["type"])
-    rule = template.format(**err.get("ctx", {})) if template else err["msg"]
+    # pydantic reports a bound of a float field as 0.0; people wrote 0 (``must be > 0``)
+    ctx = {
+        k: int(v) if isinstance(v, float) and v.is_integer() else v
+        for k, v in err.get("ctx", {}).items()
+    }
+    rule = template.format(**ctx) if template else err["msg"]
     if err["type"] == "missing":
         return f"{name} {rule}"
     field = cls.model_fields.get(name)
