@@ -1,0 +1,1 @@
+"""The signal engine: turns ``market_data`` into ``signal`` events through pluggable strategies."""
