@@ -242,7 +242,7 @@ class Bus:
             pipe.xadd(
                 DEAD_LETTER,
                 {
-                    "data": payload[:65536],
+                    "data": payload,
                     "stream": stream,
                     "entry_id": eid,
                     "consumer": f"{self.group}/{self.consumer}",
