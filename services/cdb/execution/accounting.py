@@ -1,0 +1,71 @@
+"""Pure position and cash arithmetic of one fill: what a trade does to the book.
+
+Kept free of I/O so the paper exchange, live fills and the tests share one
+definition. The identity it maintains (tested): cash + quantity * mark equals the
+starting cash plus realised P&L plus unrealised P&L ``quantity * (mark - avg_price)``,
+because fees are realised when paid (a BUY's realised P&L is minus its fee).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+#: Quantities smaller than this fraction of the position are float dust: the position is flat.
+DUST = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """Cash and one symbol's position, as the ledger holds them."""
+
+    cash: float
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEffect:
+    """The book after a trade and the trade's own realised P&L (fees included)."""
+
+    book: Book
+    realized_pnl: float
+
+
+def apply_trade(book: Book, side: str, quantity: float, price: float, fee: float) -> TradeEffect:
+    """Apply one fill of ``quantity`` at ``price`` paying ``fee`` (quote currency).
+
+    A BUY adds to the position at a quantity-weighted average price and pays
+    ``quantity * price + fee``. A SELL realises ``(price - avg_price) * sold - fee`` on the
+    part the book holds; a live exchange may sell more than the book knows (coins bought
+    outside the system), which earns cash but no recorded P&L.
+    """
+    if quantity <= 0 or price <= 0 or fee < 0:
+        raise ValueError(f"bad fill: quantity={quantity} price={price} fee={fee}")
+    if side == "BUY":
+        new_qty = book.quantity + quantity
+        avg = (book.quantity * book.avg_price + quantity * price) / new_qty
+        realized = -fee
+        after = replace(
+            book,
+            cash=book.cash - quantity * price - fee,
+            quantity=new_qty,
+            avg_price=avg,
+            realized_pnl=book.realized_pnl + realized,
+        )
+        return TradeEffect(after, realized)
+    if side == "SELL":
+        sold = min(quantity, book.quantity)
+        realized = (price - book.avg_price) * sold - fee
+        new_qty = book.quantity - sold
+        if new_qty <= DUST * max(book.quantity, 1e-12):
+            new_qty = 0.0
+        after = replace(
+            book,
+            cash=book.cash + quantity * price - fee,
+            quantity=new_qty,
+            avg_price=book.avg_price if new_qty > 0 else 0.0,
+            realized_pnl=book.realized_pnl + realized,
+        )
+        return TradeEffect(after, realized)
+    raise ValueError(f"bad side {side!r}")

@@ -1,0 +1,336 @@
+"""The execution ledger in PostgreSQL: orders by ``client_id``, trades, positions and cash.
+
+Every state change of an order is one short transaction, and a fill changes the
+order, its trade, the position and the cash in *one* transaction, so a crash
+leaves either all of a fill or none of it. The order row is the idempotency
+record: ``NEW`` (recorded, not sent), ``SENT`` (committed before the exchange is
+called: from here the outcome is unknown until a result is stored), ``UNKNOWN``
+(start-up reconciliation could not find it: a person must resolve it), then a
+final ``order_result`` status. Only ``NEW`` is ever sent; a final row is never
+changed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+from cdb.db.connect import connect
+from cdb.events import Order, OrderResult
+from cdb.exchange.trading import ExecutionReport
+from cdb.execution.accounting import Book, apply_trade
+from cdb.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+
+FINAL = frozenset({"FILLED", "PARTIALLY_FILLED", "REJECTED", "ERROR", "CANCELLED"})
+NEW, SENT, UNKNOWN = "NEW", "SENT", "UNKNOWN"
+
+_ORDER_COLUMNS = (
+    "client_id, symbol, side, quantity, price, status, mode, filled_quantity, avg_price, fee, "
+    "exchange_order_id, error, stop_loss, take_profit, ts"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """One row of ``orders``."""
+
+    client_id: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float | None
+    status: str
+    mode: str
+    filled_quantity: float
+    avg_price: float
+    fee: float
+    exchange_order_id: str | None
+    error: str | None
+    stop_loss: float | None
+    take_profit: float | None
+    ts: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def to_result(self) -> OrderResult:
+        """The ``order_result`` event for a final row (what a redelivery republishes)."""
+        if not self.final:
+            raise ValueError(f"order {self.client_id} is {self.status}, not final")
+        return OrderResult(
+            client_id=self.client_id,
+            symbol=self.symbol,
+            side=self.side,  # type: ignore[arg-type]
+            status=self.status,  # type: ignore[arg-type]
+            filled_quantity=self.filled_quantity,
+            avg_price=self.avg_price,
+            fee=self.fee,
+            error=(self.error or None) and self.error[:500],
+            exchange_order_id=self.exchange_order_id and self.exchange_order_id[:64],
+            mode=self.mode if self.mode in ("paper", "validate", "live") else "paper",  # type: ignore[arg-type]
+        )
+
+
+def base_asset(symbol: str) -> str:
+    return symbol.split("_", 1)[0]
+
+
+class Ledger:
+    """PostgreSQL access of the execution service; reconnects after a dropped connection."""
+
+    def __init__(self, settings: PostgresSettings, quote_asset: str, mode: str) -> None:
+        self.settings = settings
+        self.quote_asset = quote_asset
+        self.mode = mode
+        self._conn: psycopg2.extensions.connection | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.settings, application_name="cdb-execution")
+        return self._conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+        """One transaction: committed on success, rolled back on error, reconnect if it broke."""
+        conn = self._connection()
+        try:
+            with conn, conn.cursor() as cur:
+                yield cur
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    # -- orders --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(row: tuple[Any, ...] | None) -> StoredOrder | None:
+        return StoredOrder(*row) if row else None
+
+    def get(
+        self, cur: psycopg2.extensions.cursor, client_id: str, lock: bool = False
+    ) -> StoredOrder | None:
+        cur.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_id = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (client_id,),
+        )
+        return self._row(cur.fetchone())
+
+    def claim(self, order: Order) -> StoredOrder:
+        """Record the order as ``NEW`` unless it exists (the persistence writer may have been first)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO orders (client_id, signal_id, ts, symbol, side, quantity, price, "
+                "stop_loss, take_profit, reason, status, mode) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'NEW', %s) "
+                "ON CONFLICT (client_id) DO NOTHING",
+                (
+                    order.client_id,
+                    order.signal_id,
+                    order.timestamp,
+                    order.symbol,
+                    order.side,
+                    order.quantity,
+                    order.price,
+                    order.stop_loss,
+                    order.take_profit,
+                    order.reason,
+                    self.mode,
+                ),
+            )
+            stored = self.get(cur, order.client_id)
+        assert stored is not None
+        return stored
+
+    def mark_sent(self, client_id: str) -> bool:
+        """``NEW`` → ``SENT``, committed before the exchange is called; False if not ``NEW``."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE orders SET status = 'SENT', mode = %s, updated_at = now() "
+                "WHERE client_id = %s AND status = 'NEW'",
+                (self.mode, client_id),
+            )
+            return cur.rowcount == 1
+
+    def set_status(self, client_id: str, expected: str, status: str, error: str | None) -> bool:
+        """Move an order from ``expected`` to a state without a fill (UNKNOWN, CANCELLED...)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE orders SET status = %s, error = %s, updated_at = now() "
+                "WHERE client_id = %s AND status = %s",
+                (status, error, client_id, expected),
+            )
+            return cur.rowcount == 1
+
+    def with_status(self, *statuses: str) -> list[StoredOrder]:
+        with self.transaction() as cur:
+            cur.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status = ANY(%s) ORDER BY id",
+                (list(statuses),),
+            )
+            return [StoredOrder(*row) for row in cur.fetchall()]
+
+    def find_trade(self, cur: psycopg2.extensions.cursor, client_id: str) -> ExecutionReport | None:
+        """The fill recorded for an order, as a report (the paper book's order lookup)."""
+        cur.execute(
+            "SELECT trade_id, quantity, price, fee FROM trades WHERE client_id = %s ORDER BY id",
+            (client_id,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return None
+        qty = sum(r[1] for r in rows)
+        avg = sum(r[1] * r[2] for r in rows) / qty
+        return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
+
+    # -- the book ------------------------------------------------------------------------------
+
+    def ensure_cash(self, amount: float) -> None:
+        """Create the cash row with the starting balance once; an existing one is kept."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO balances (asset, free, updated_ts, mode) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (asset) DO NOTHING",
+                (self.quote_asset, amount, int(time.time()), self.mode),
+            )
+
+    def set_cash(self, amount: float) -> None:
+        """Overwrite cash with what the exchange reports (live reconciliation)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO balances (asset, free, updated_ts, mode) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, "
+                "updated_ts = EXCLUDED.updated_ts, mode = EXCLUDED.mode",
+                (self.quote_asset, amount, int(time.time()), self.mode),
+            )
+
+    def lock_book(self, cur: psycopg2.extensions.cursor, symbol: str) -> Book:
+        """Cash and the symbol's position, locked until the transaction ends."""
+        cur.execute("SELECT free FROM balances WHERE asset = %s FOR UPDATE", (self.quote_asset,))
+        cash_row = cur.fetchone()
+        cur.execute(
+            "SELECT quantity, avg_price, realized_pnl FROM positions WHERE symbol = %s FOR UPDATE",
+            (symbol,),
+        )
+        pos = cur.fetchone()
+        cash = cash_row[0] if cash_row else 0.0
+        return Book(cash, *pos) if pos else Book(cash)
+
+    def cash(self) -> float | None:
+        with self.transaction() as cur:
+            cur.execute("SELECT free FROM balances WHERE asset = %s", (self.quote_asset,))
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def open_positions(self) -> dict[str, tuple[float, float, str]]:
+        """symbol → (quantity, avg_price, mode) of every position that is not flat."""
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT symbol, quantity, avg_price, mode FROM positions WHERE quantity > 0"
+            )
+            return {r[0]: (r[1], r[2], r[3]) for r in cur.fetchall()}
+
+    def apply(
+        self, cur: psycopg2.extensions.cursor, order: StoredOrder, report: ExecutionReport
+    ) -> None:
+        """Write a final outcome inside the caller's transaction: trade, position, cash, order."""
+        now = int(time.time())
+        if report.status in ("FILLED", "PARTIALLY_FILLED") and report.filled_quantity > 0:
+            book = self.lock_book(cur, order.symbol)
+            effect = apply_trade(
+                book, order.side, report.filled_quantity, report.avg_price, report.fee
+            )
+            after = effect.book
+            cur.execute(
+                "INSERT INTO trades (trade_id, client_id, ts, symbol, side, quantity, price, fee, "
+                "realized_pnl, mode) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    f"{order.client_id}-1",
+                    order.client_id,
+                    now,
+                    order.symbol,
+                    order.side,
+                    report.filled_quantity,
+                    report.avg_price,
+                    report.fee,
+                    effect.realized_pnl,
+                    order.mode,
+                ),
+            )
+            opened = book.quantity <= 0 and after.quantity > 0
+            cur.execute(
+                "INSERT INTO positions (symbol, quantity, avg_price, stop_loss, take_profit, "
+                "realized_pnl, opened_ts, updated_ts, mode) "
+                "VALUES (%(s)s, %(q)s, %(a)s, %(sl)s, %(tp)s, %(r)s, %(o)s, %(now)s, %(m)s) "
+                "ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, "
+                "avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl, "
+                "stop_loss = CASE WHEN %(buy)s THEN COALESCE(EXCLUDED.stop_loss, positions.stop_loss) "
+                "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.stop_loss END, "
+                "take_profit = CASE WHEN %(buy)s THEN COALESCE(EXCLUDED.take_profit, positions.take_profit) "
+                "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.take_profit END, "
+                "opened_ts = CASE WHEN EXCLUDED.quantity = 0 THEN NULL "
+                "  WHEN %(opened)s THEN EXCLUDED.opened_ts ELSE positions.opened_ts END, "
+                "updated_ts = EXCLUDED.updated_ts, mode = EXCLUDED.mode",
+                {
+                    "s": order.symbol,
+                    "q": after.quantity,
+                    "a": after.avg_price,
+                    "sl": order.stop_loss if order.side == "BUY" else None,
+                    "tp": order.take_profit if order.side == "BUY" else None,
+                    "r": after.realized_pnl,
+                    "o": now if after.quantity > 0 else None,
+                    "now": now,
+                    "m": order.mode,
+                    "buy": order.side == "BUY",
+                    "opened": opened,
+                },
+            )
+            cur.execute(
+                "INSERT INTO balances (asset, free, updated_ts, mode) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, "
+                "updated_ts = EXCLUDED.updated_ts",
+                (self.quote_asset, after.cash, now, order.mode),
+            )
+        cur.execute(
+            "UPDATE orders SET status = %s, filled_quantity = %s, avg_price = %s, fee = %s, "
+            "exchange_order_id = %s, error = %s, updated_at = now() WHERE client_id = %s",
+            (
+                report.status,
+                report.filled_quantity,
+                report.avg_price,
+                report.fee,
+                report.exchange_order_id,
+                report.error,
+                order.client_id,
+            ),
+        )
+
+    def record(self, client_id: str, report: ExecutionReport) -> StoredOrder:
+        """Store an order's final outcome once; a second report for a final order changes nothing."""
+        with self.transaction() as cur:
+            order = self.get(cur, client_id, lock=True)
+            if order is None:
+                raise KeyError(f"no order {client_id}")
+            if not order.final:
+                self.apply(cur, order, report)
+                order = self.get(cur, client_id)
+        assert order is not None
+        return order

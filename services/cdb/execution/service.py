@@ -1,0 +1,260 @@
+"""``cdb run execution``: executes approved orders exactly once and publishes ``order_result``.
+
+Reads ``orders`` (and ``market_data`` for the latest price per symbol, which paper
+fills use), writes ``orders``, ``trades``, ``positions`` and ``balances``, and
+publishes ``order_result`` after the outcome is committed. Only one copy works at
+a time (``lock.SingleWriterLock``): a second one stays in standby, reading
+nothing, until the lock is free. Before its first order a copy reconciles what the
+last one left in flight (``reconcile``) and fails closed on anything unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from prometheus_client import Counter, Gauge
+
+from cdb.bus import ALERTS, MARKET_DATA, ORDERS, Bus, Delivery
+from cdb.events import Alert, MarketData, Order
+from cdb.exchange.paper import PaperExchange
+from cdb.exchange.trading import CcxtVenue, Venue
+from cdb.execution.executor import Executor
+from cdb.execution.ledger import Ledger
+from cdb.execution.lock import SingleWriterLock
+from cdb.execution.reconcile import reconcile
+from cdb.execution.settings import ExecutionSettings
+from cdb.runtime import TRANSIENT, Service, TransientError
+from cdb.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+#: Set (to ``point:client_id``) when the test-only pause is reached.
+PAUSED_KEY = "cdb:execution:paused"
+
+
+class ExecutionService(Service):
+    name = "execution"
+    default_port = 8003
+    settings_class = ExecutionSettings
+    streams = (ORDERS, MARKET_DATA)
+
+    def __init__(self, settings: ExecutionSettings, bus: Bus) -> None:
+        super().__init__(settings, bus)
+        self.settings: ExecutionSettings = settings
+        mode = settings.TRADING_MODE
+        if mode != "paper" and not (settings.MEXC_API_KEY and settings.MEXC_API_SECRET):
+            raise SettingsError(
+                f"TRADING_MODE={mode} needs MEXC_API_KEY and MEXC_API_SECRET; refusing to start"
+            )
+        if settings.EXECUTION_TEST_PAUSE_AT and mode != "paper":
+            raise SettingsError(
+                "EXECUTION_TEST_PAUSE_AT is a test setting, allowed in paper mode only"
+            )
+        # Read nothing until this copy holds the single-writer lock and has reconciled.
+        self.streams = ()  # type: ignore[misc]
+        self.active = False
+        self.lock = SingleWriterLock(bus.client, settings.LOCK_TTL_S)
+        self.ledger = Ledger(settings, settings.QUOTE_ASSET, mode)
+        self.venue: Venue = self._venue()
+        self.executor = Executor(
+            self.ledger,
+            self.venue,
+            retries=settings.EXCHANGE_RETRIES,
+            backoff_max_s=settings.EXCHANGE_BACKOFF_MAX_S,
+            fence=self._fence,
+            pause=self._pause,
+            alert=self._alert,
+        )
+        self.prices: dict[str, float] = {}
+        self.reconcile_error: str | None = None
+        self.last_result: dict[str, Any] | None = None
+        self._last_recheck = 0.0
+        self.results = Counter(
+            "cdb_execution_orders", "Order results published", ["status"], registry=self.registry
+        )
+        self.cash_gauge = Gauge("cdb_execution_cash", "Cash in QUOTE_ASSET", registry=self.registry)
+        self.fail_closed_gauge = Gauge(
+            "cdb_execution_fail_closed", "1 while new orders are refused", registry=self.registry
+        )
+
+    def _venue(self) -> Venue:
+        s = self.settings
+        if s.TRADING_MODE == "paper":
+            return PaperExchange(
+                self.ledger, self.bus.client, s.PAPER_FEE_PCT, s.PAPER_SLIPPAGE_PCT
+            )
+        assert s.MEXC_API_KEY and s.MEXC_API_SECRET
+        return CcxtVenue.create(
+            s.EXCHANGE_ID,
+            s.MEXC_API_KEY.get_secret_value(),
+            s.MEXC_API_SECRET.get_secret_value(),
+            s.TRADING_MODE,  # type: ignore[arg-type]
+            s.LIVE_MAX_SLIPPAGE_PCT,
+            s.EXCHANGE_TIMEOUT_MS,
+        )
+
+    # -- hooks given to the executor ---------------------------------------------------------------
+
+    def _fence(self) -> None:
+        """Before every exchange call: still the single writer? Otherwise stop sending."""
+        if not self.lock.refresh():
+            self._standby("lost the single-writer lock")
+            raise TransientError("lost the single-writer lock; another copy may be executing")
+
+    def _pause(self, point: str, client_id: str) -> None:
+        if point == self.settings.EXECUTION_TEST_PAUSE_AT:
+            log.warning("TEST PAUSE at %s for %s", point, client_id)
+            self.bus.client.set(PAUSED_KEY, f"{point}:{client_id}")
+            time.sleep(self.settings.EXECUTION_TEST_PAUSE_S)
+
+    def _alert(self, level: str, code: str, message: str, context: dict) -> None:
+        log.log(logging.CRITICAL if level == "CRITICAL" else logging.WARNING, message)
+        try:
+            self.bus.publish(
+                Alert(level=level, code=code, message=message, context=context, source=self.name),
+                ALERTS,
+            )
+        except redis.RedisError:
+            log.exception("could not publish alert %s", code)
+
+    # -- activation --------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.ledger.close()
+
+    def _standby(self, why: str) -> None:
+        if self.active:
+            log.error("going to standby: %s", why)
+        self.active = False
+        self.streams = ()  # type: ignore[misc]
+
+    def _activate(self) -> None:
+        """Holding the lock: prepare the venue and the book, reconcile, then start reading."""
+        if hasattr(self.venue, "start"):
+            self.venue.start()  # type: ignore[attr-defined]
+        if self.settings.TRADING_MODE == "paper":
+            self.ledger.ensure_cash(self.settings.PAPER_START_BALANCE)
+        for result in reconcile(self.executor):
+            self._publish(result)
+        self._seed_prices()
+        self.active = True
+        self.reconcile_error = None
+        self.streams = (ORDERS, MARKET_DATA)  # type: ignore[misc]
+        self.bus.subscribe(self.streams)
+        self._last_recheck = time.monotonic()
+        log.info("active (%s mode): single writer, reconciled", self.venue.mode)
+
+    def _seed_prices(self) -> None:
+        """The latest price per symbol from the stream's tail, so a restart can fill at once."""
+        for _, fields in self.bus.client.xrevrange(MARKET_DATA, count=1000):
+            raw = fields.get(b"data")
+            try:
+                event = MarketData.model_validate_json(raw) if raw else None
+            except ValueError:
+                continue
+            if event is not None:
+                self.prices.setdefault(event.symbol, event.price)
+
+    def tick(self) -> float | None:
+        if not self.active:
+            if not self.lock.acquire():
+                return 1.0
+            try:
+                self._activate()
+            except TRANSIENT as exc:
+                self.reconcile_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("reconciliation failed (%s); retrying", self.reconcile_error)
+                return 2.0
+            return None
+        if not self.lock.refresh():
+            self._standby("lost the single-writer lock")
+            return 1.0
+        if time.monotonic() - self._last_recheck > self.settings.UNKNOWN_RECHECK_S:
+            self._last_recheck = time.monotonic()
+            self.executor.refresh_unknown()
+            cash = self.ledger.cash()
+            if cash is not None:
+                self.cash_gauge.set(cash)
+        self.fail_closed_gauge.set(1 if self.executor.problems.fail_closed else 0)
+        return None
+
+    # -- handling ----------------------------------------------------------------------------------
+
+    def handle_batch(self, deliveries: list[Delivery], done: Callable[[Delivery], None]) -> None:
+        if not self.active:
+            raise TransientError("not the active execution copy")
+        orders = []
+        for delivery in deliveries:
+            if isinstance(delivery.event, MarketData):
+                self.prices[delivery.event.symbol] = delivery.event.price
+                done(delivery)
+            elif isinstance(delivery.event, Order):
+                orders.append(delivery)
+            else:
+                done(delivery)  # market_status: not ours
+        for delivery in orders:
+            order: Order = delivery.event  # type: ignore[assignment]
+            try:
+                result = self.executor.execute(order, self.prices.get(order.symbol))
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # a bug or a poison entry: never block the stream on it
+                log.exception("order %s failed", order.client_id)
+                self.bus.dead_letter(delivery, f"handler error: {type(exc).__name__}: {exc}"[:500])
+                continue
+            if result is not None:
+                self._publish(result)
+            done(delivery)
+
+    def _publish(self, result) -> None:
+        self.bus.publish(result)
+        self.results.labels(result.status).inc()
+        self.last_result = {
+            "client_id": result.client_id,
+            "status": result.status,
+            "symbol": result.symbol,
+            "side": result.side,
+            "filled_quantity": result.filled_quantity,
+            "avg_price": result.avg_price,
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    def health_problems(self) -> list[str]:
+        problems = list(self.executor.problems.describe())
+        if not self.active:
+            if self.reconcile_error:
+                problems.append(f"reconciling: {self.reconcile_error}")
+            else:
+                try:
+                    holder = self.lock.holder()
+                except redis.RedisError:
+                    holder = "?"
+                problems.append(f"standby: another execution copy holds the lock ({holder})")
+        return problems
+
+    def status(self) -> dict[str, Any]:
+        problems = self.executor.problems
+        return {
+            "mode": self.venue.mode,
+            "active": self.active,
+            "lock_holder": self.lock.token if self.lock.held else None,
+            "fail_closed": problems.fail_closed,
+            "unknown_orders": sorted(problems.unknown),
+            "prices_known": len(self.prices),
+            "last_result": self.last_result,
+        }
+
+    def close(self) -> None:
+        try:
+            self.lock.release()
+        except redis.RedisError:
+            log.warning("could not release the single-writer lock; it expires by itself")
+        self.ledger.close()
+
+
+SERVICE = ExecutionService

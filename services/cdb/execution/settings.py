@@ -1,0 +1,73 @@
+"""Settings of the execution service (environment variables, validated once at start)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from cdb.settings import BaseServiceSettings, PostgresSettings
+
+
+class ExecutionSettings(BaseServiceSettings, PostgresSettings):
+    """Trading mode, the paper exchange's economics, exchange access and the single-writer lock."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    TRADING_MODE: Literal["paper", "validate", "live"] = Field(
+        "paper",
+        description="paper: simulated fills in PostgreSQL; validate: MEXC's order-test endpoint "
+        "(nothing executes); live: real orders",
+    )
+    QUOTE_ASSET: str = Field(
+        "USDT", pattern=r"^[A-Z0-9]{2,10}$", description="Currency cash is held in"
+    )
+    EXCHANGE_ID: str = Field(
+        "mexc", pattern=r"^[a-z0-9]{2,32}$", description="ccxt exchange id (validate/live)"
+    )
+    MEXC_API_KEY: SecretStr | None = Field(None, description="API key (validate/live only)")
+    MEXC_API_SECRET: SecretStr | None = Field(None, description="API secret (validate/live only)")
+    PAPER_START_BALANCE: float = Field(
+        10_000.0, gt=0, allow_inf_nan=False, description="Paper cash at first start, QUOTE_ASSET"
+    )
+    PAPER_FEE_PCT: float = Field(
+        0.1, ge=0, le=10, allow_inf_nan=False, description="Paper fee, percent of the fill value"
+    )
+    PAPER_SLIPPAGE_PCT: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="Paper slippage: BUYs fill this much above, SELLs below the market price",
+    )
+    LIVE_MAX_SLIPPAGE_PCT: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        allow_inf_nan=False,
+        description="Live/validate orders are IOC limits at the reference price plus/minus this",
+    )
+    EXCHANGE_TIMEOUT_MS: int = Field(
+        10_000, ge=1000, le=60_000, description="Timeout of one exchange request (ccxt)"
+    )
+    EXCHANGE_RETRIES: int = Field(
+        4, ge=1, le=20, description="Attempts per order before the entry is retried later"
+    )
+    EXCHANGE_BACKOFF_MAX_S: float = Field(
+        10.0, gt=0, le=300, description="Longest wait between two attempts (429 and 5xx)"
+    )
+    LOCK_TTL_S: float = Field(
+        30.0, ge=1, le=600, description="Single-writer lock lifetime; refreshed every loop"
+    )
+    UNKNOWN_RECHECK_S: float = Field(
+        5.0, gt=0, le=600, description="How often a fail-closed service re-checks its unknowns"
+    )
+    EXECUTION_TEST_PAUSE_AT: Literal["", "after_sent", "after_fill"] = Field(
+        "",
+        description="TEST ONLY (paper): stop at this point of an order, set the Redis key "
+        "cdb:execution:paused and sleep, so a test can SIGKILL the process there",
+    )
+    EXECUTION_TEST_PAUSE_S: float = Field(
+        600.0, gt=0, le=3600, description="TEST ONLY: how long the test pause lasts"
+    )
