@@ -1,0 +1,435 @@
+"""The TradingBot custom resource as pydantic models: the one source of truth for its schema.
+
+The operator parses every TradingBot's ``spec`` with :class:`TradingBotSpec` (so it sees
+the same defaults the API server applies), and :mod:`cdb_operator.crd` turns the same
+models into the CRD's structural openAPIV3Schema, with camelCase names, defaults,
+bounds, enums and the CEL rules declared here next to the fields they guard.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "claire-de-binare.dev"
+VERSION = "v1alpha1"
+KIND = "TradingBot"
+PLURAL = "tradingbots"
+SINGULAR = "tradingbot"
+SHORT_NAMES = ["tb"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Every service the image runs as ``cdb run NAME``, with its HTTP port.
+SERVICE_PORTS: dict[str, int] = {
+    "feed": 8000,
+    "signal": 8001,
+    "risk": 8002,
+    "execution": 8003,
+    "persistence": 8004,
+    "notifier": 8005,
+}
+SERVICES = tuple(SERVICE_PORTS)
+#: Services that write PostgreSQL (they get its password and run migrations first).
+POSTGRES_USERS = ("risk", "execution", "persistence")
+#: Services that talk to the outside world on 443 (exchange API, web push).
+INTERNET_USERS = ("feed", "execution", "notifier")
+#: Services that may run more than one replica: consumers whose work is idempotent and
+#: carries no per-process state. Feed and signal keep windows in memory; risk and execution
+#: must never run twice (one breaker, one order book).
+SCALABLE = ("persistence", "notifier")
+
+SYMBOL_PATTERN = r"^[A-Z0-9]+_[A-Z0-9]+$"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+STORAGE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+#: A CronJob schedule: five fields or a macro such as @daily (the API server checks the rest).
+SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+Storage = Annotated[str, Field(pattern=STORAGE_PATTERN, max_length=32)]
+ObjectName = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=253)]
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=32)]
+Percent = Annotated[float, Field(gt=0, le=100)]
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+def immutable(message: str) -> dict[str, Any]:
+    """A CEL transition rule: the field may be set at creation but never changed after."""
+    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": message}]}
+
+
+class Spec(BaseModel):
+    """Base of every spec model: camelCase on the wire, frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+
+class Exchange(Spec):
+    """Which exchange to trade on, in which mode, with which credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.mode != 'live' || has(self.credentialsSecret)",
+                    "message": "exchange.credentialsSecret is required when exchange.mode is live",
+                    "fieldPath": ".credentialsSecret",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]+$", max_length=32)] = Field(
+        "mexc", description="Exchange id (EXCHANGE_ID)"
+    )
+    mode: Literal["paper", "live"] = Field(
+        "paper", description="paper: simulated fills on real prices; live: real orders"
+    )
+    credentials_secret: ObjectName | None = Field(
+        None,
+        description="Secret in the bot's namespace with keys MEXC_API_KEY and MEXC_API_SECRET; "
+        "required in live mode, given to the execution service only",
+    )
+
+
+class Strategy(Spec):
+    """The momentum strategy's parameters."""
+
+    threshold_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+        3.0, description="Move over the lookback window that makes a signal, in percent"
+    )
+    min_volume: Annotated[float, Field(ge=0)] = Field(
+        100000.0, description="Minimum quote-currency volume over the lookback window"
+    )
+    lookback_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
+        15, description="Lookback window in minutes"
+    )
+
+
+class Risk(Spec):
+    """Limits the risk manager enforces before any order reaches execution."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.maxPositionPct <= self.maxExposurePct",
+                    "message": "risk.maxPositionPct must not exceed risk.maxExposurePct",
+                    "fieldPath": ".maxPositionPct",
+                }
+            ]
+        }
+    )
+
+    max_position_pct: Percent = Field(10.0, description="Largest single position, % of equity")
+    max_exposure_pct: Percent = Field(50.0, description="Total open exposure, % of equity")
+    stop_loss_pct: Percent = Field(2.0, description="Stop loss below entry, in percent")
+    max_daily_drawdown_pct: Percent = Field(
+        5.0, description="Daily loss that trips the breaker until the next UTC day, in percent"
+    )
+    max_open_positions: Annotated[int, Field(ge=1, le=100)] = Field(
+        5, description="Most positions open at once"
+    )
+
+
+class CircuitBreaker(Spec):
+    """The manual circuit breaker: engaged halts all new orders until released."""
+
+    engaged: bool = Field(False, description="true halts trading; false releases a manual halt")
+    reason: Annotated[str, Field(max_length=200)] = Field(
+        "", description="Why, shown in status and sent to the risk manager"
+    )
+
+
+class Image(Spec):
+    """The container image every service, the migrations and the backup run from."""
+
+    repository: Annotated[str, Field(min_length=1, max_length=255)] = Field(
+        "ghcr.io/claire-de-binare/cdb", description="Image repository"
+    )
+    tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] = Field(
+        "0.1.0", description="Image tag"
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy"
+    )
+
+
+class Resources(Spec):
+    """Container resource requests and limits (Kubernetes quantities)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "50m", "memory": "128Mi"},
+        description="Resource requests",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"memory": "256Mi"}, description="Resource limits"
+    )
+
+
+class Service(Spec):
+    """A single-replica service: only its resources can be set."""
+
+    resources: Resources = Field(default_factory=Resources, description="Requests and limits")
+
+
+class ScalableService(Service):
+    """A service safe to run as several replicas (idempotent consumers in one group)."""
+
+    replicas: Annotated[int, Field(ge=1, le=5)] = Field(1, description="Number of replicas")
+
+
+class Services(Spec):
+    """Per-service settings; risk and execution always run exactly one replica."""
+
+    feed: Service = Field(default_factory=Service, description="Market data feed")
+    signal: Service = Field(default_factory=Service, description="Signal engine")
+    risk: Service = Field(default_factory=Service, description="Risk manager (one replica)")
+    execution: Service = Field(default_factory=Service, description="Execution (one replica)")
+    persistence: ScalableService = Field(
+        default_factory=ScalableService, description="PostgreSQL writer"
+    )
+    notifier: ScalableService = Field(default_factory=ScalableService, description="Alert notifier")
+
+
+def _db_resources() -> Resources:
+    return Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
+
+
+class Redis(Spec):
+    """The bot's own Redis (the event bus), a StatefulSet with AOF on a PVC."""
+
+    image: Annotated[str, Field(min_length=1)] = Field(
+        "redis:7.2-alpine", description="Redis image (runs as uid 999)"
+    )
+    storage: Storage = Field(
+        "1Gi",
+        description="PVC size (fixed after creation)",
+        json_schema_extra=immutable("redis.storage cannot be changed after creation"),
+    )
+    storage_class: ObjectName | None = Field(
+        None,
+        description="StorageClass (default: the cluster's); fixed after creation",
+        json_schema_extra=immutable("redis.storageClass cannot be changed after creation"),
+    )
+    resources: Resources = Field(default_factory=_db_resources, description="Requests/limits")
+
+
+class Postgres(Spec):
+    """The bot's own PostgreSQL, a StatefulSet with its data on a PVC."""
+
+    image: Annotated[str, Field(min_length=1)] = Field(
+        "postgres:15-alpine", description="PostgreSQL image (runs as uid 70)"
+    )
+    storage: Storage = Field(
+        "5Gi",
+        description="PVC size (fixed after creation)",
+        json_schema_extra=immutable("postgres.storage cannot be changed after creation"),
+    )
+    storage_class: ObjectName | None = Field(
+        None,
+        description="StorageClass (default: the cluster's); fixed after creation",
+        json_schema_extra=immutable("postgres.storageClass cannot be changed after creation"),
+    )
+    resources: Resources = Field(default_factory=_db_resources, description="Requests/limits")
+
+
+class Backup(Spec):
+    """The daily database dump to a PVC of its own."""
+
+    enabled: bool = Field(True, description="Run the backup CronJob")
+    schedule: Annotated[str, Field(pattern=SCHEDULE_PATTERN, max_length=100)] = Field(
+        "0 3 * * *", description="Cron schedule (UTC)"
+    )
+    retention: Annotated[int, Field(ge=1, le=365)] = Field(
+        7, description="Number of dumps kept; older ones are deleted"
+    )
+    storage: Storage = Field(
+        "5Gi",
+        description="Size of the backup PVC",
+        json_schema_extra=immutable("backup.storage cannot be changed after creation"),
+    )
+    storage_class: ObjectName | None = Field(
+        None,
+        description="StorageClass of the backup PVC",
+        json_schema_extra=immutable("backup.storageClass cannot be changed after creation"),
+    )
+
+
+class Monitoring(Spec):
+    """Prometheus scraping through the prometheus-operator's ServiceMonitor."""
+
+    service_monitor: Literal["auto", "enabled", "disabled"] = Field(
+        "auto",
+        description="auto: make a ServiceMonitor when monitoring.coreos.com/v1 exists; "
+        "enabled: the same, and report Degraded when the API is missing",
+    )
+    interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h)$")] = Field(
+        "30s", description="Scrape interval"
+    )
+
+
+class NetworkPolicy(Spec):
+    """Default-deny NetworkPolicies with only the traffic each pod needs."""
+
+    enabled: bool = Field(True, description="Make the NetworkPolicies")
+    monitoring_namespace: Annotated[str, Field(max_length=63)] = Field(
+        "monitoring", description="Namespace whose pods may scrape the metrics ports"
+    )
+    operator_namespace: Annotated[str, Field(max_length=63)] = Field(
+        "cdb-system", description="Namespace of the operator (admitted to Redis for the breaker)"
+    )
+    egress_cidrs: list[Annotated[str, Field(max_length=43)]] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        min_length=1,
+        description="Where feed, execution and notifier may connect on port 443",
+    )
+
+
+class Toleration(Spec):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class TradingBotSpec(Spec):
+    """A complete trading system: services, Redis, PostgreSQL, backups, policies, monitoring."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.topMovers > 0 || size(self.symbols) > 0",
+                    "message": "set symbols or topMovers (symbols is empty and topMovers is 0)",
+                    "fieldPath": ".symbols",
+                }
+            ]
+        }
+    )
+
+    exchange: Exchange = Field(default_factory=Exchange, description="Exchange and mode")
+    symbols: list[Symbol] = Field(
+        default_factory=lambda: ["BTC_USDT", "ETH_USDT"],
+        max_length=100,
+        description="Symbols to trade (SYMBOLS), unless topMovers is set",
+    )
+    top_movers: Annotated[int, Field(ge=0, le=100)] = Field(
+        0, description="Trade the N biggest movers instead of symbols (0 = use symbols)"
+    )
+    feed_source: Literal["live", "synthetic", "replay"] = Field(
+        "live", description="Where market data comes from (FEED_SOURCE)"
+    )
+    quote_asset: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")] = Field(
+        "USDT", description="Quote currency (QUOTE_ASSET)"
+    )
+    paper_start_balance: Annotated[float, Field(gt=0)] = Field(
+        10000.0, description="Starting paper balance in the quote asset"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every service"
+    )
+    strategy: Strategy = Field(default_factory=Strategy, description="Strategy parameters")
+    risk: Risk = Field(default_factory=Risk, description="Risk limits")
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker, description="Manual halt"
+    )
+    image: Image = Field(default_factory=Image, description="The project's image")
+    services: Services = Field(default_factory=Services, description="Per-service settings")
+    redis: Redis = Field(default_factory=Redis, description="The event bus")
+    postgres: Postgres = Field(default_factory=Postgres, description="The database")
+    backup: Backup = Field(default_factory=Backup, description="Daily database dumps")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus")
+    network_policy: NetworkPolicy = Field(
+        default_factory=NetworkPolicy, description="NetworkPolicies"
+    )
+    keep_data_on_delete: bool = Field(
+        True,
+        description="Keep the Redis, PostgreSQL and backup PVCs when the TradingBot is deleted",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"kubernetes.io/arch": "amd64"},
+        description="Node selector of every pod (default: amd64 nodes only)",
+    )
+    affinity: FreeForm | None = Field(None, description="Pod affinity (core/v1 Affinity)")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations")
+
+
+def parse_spec(spec: dict[str, Any] | None) -> TradingBotSpec:
+    """A TradingBot's spec as the model (raises ``pydantic.ValidationError`` when invalid)."""
+    return TradingBotSpec.model_validate(spec or {})
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+class Condition(Spec):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="CamelCase reason")
+    message: str = ""
+    last_transition_time: str = Field("", description="RFC 3339 time of the last change")
+    observed_generation: int | None = None
+
+
+class ComponentStatus(Spec):
+    """Readiness of one workload."""
+
+    kind: str
+    ready: bool
+    ready_replicas: int = 0
+    replicas: int = 0
+
+
+class BreakerStatus(Spec):
+    """What was asked of the breaker and what the risk manager confirmed."""
+
+    state: str = Field(
+        "Unknown", description="Engaged, Released, Pending or Unknown (printer column)"
+    )
+    requested: bool = Field(False, description="spec.circuitBreaker.engaged as last sent")
+    requested_reason: str = ""
+    control_id: str | None = Field(None, description="The control event awaiting confirmation")
+    sent_at: int | None = Field(None, description="Unix seconds of the last send")
+    delivered: bool = Field(False, description="The control entry is in the bot's Redis")
+    confirmed: bool = Field(False, description="The risk manager applied control_id")
+    engaged: bool | None = Field(None, description="The risk manager's real state")
+    engaged_by: list[str] = Field(
+        default_factory=list, description="manual, risk-manager (drawdown), kill-switch"
+    )
+    reason: str = ""
+    updated_at: int | None = Field(None, description="When the risk manager last wrote it")
+    error: str = ""
+
+
+class TradingBotStatus(Spec):
+    """Written by the operator only, always through explicit status patches."""
+
+    phase: str = Field("Pending", description="Pending, Progressing, Running, Halted, Failed")
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    components: dict[str, ComponentStatus] = Field(default_factory=dict)
+    breaker: BreakerStatus = Field(default_factory=BreakerStatus)
+    service_monitor: bool = Field(False, description="A ServiceMonitor was made")

@@ -1,0 +1,115 @@
+"""The ConfigMap of non-secret settings, the generated-password Secret, and the pods' env.
+
+``settings_env`` is the one place that maps spec fields to the services' environment
+variable names (the names their ``settings.py`` classes read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from cdb_operator.render.common import Bot, Manifest, metadata
+
+REDIS_PORT = 6379
+POSTGRES_PORT = 5432
+POSTGRES_USER = "claire"
+POSTGRES_DB = "claire_de_binare"
+#: Keys of the generated Secret; created once and never rewritten.
+SECRET_KEYS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD")
+CREDENTIAL_KEYS = ("MEXC_API_KEY", "MEXC_API_SECRET")
+
+
+def config_name(bot: Bot) -> str:
+    return bot.child("config")
+
+
+def secret_name(bot: Bot) -> str:
+    return bot.child("passwords")
+
+
+def settings_env(bot: Bot) -> dict[str, str]:
+    """Spec → environment variables every service reads (all non-secret)."""
+    s = bot.spec
+
+    def num(value: float) -> str:
+        return f"{value:g}"
+
+    return {
+        "REDIS_HOST": bot.child("redis"),
+        "REDIS_PORT": str(REDIS_PORT),
+        "REDIS_DB": "0",
+        "POSTGRES_HOST": bot.child("postgres"),
+        "POSTGRES_PORT": str(POSTGRES_PORT),
+        "POSTGRES_USER": POSTGRES_USER,
+        "POSTGRES_DB": POSTGRES_DB,
+        "EXCHANGE_ID": s.exchange.name,
+        "TRADING_MODE": s.exchange.mode,
+        "FEED_SOURCE": s.feed_source,
+        "SYMBOLS": ",".join(s.symbols),
+        "TOP_MOVERS": str(s.top_movers),
+        "QUOTE_ASSET": s.quote_asset,
+        "PAPER_START_BALANCE": num(s.paper_start_balance),
+        "SIGNAL_THRESHOLD_PCT": num(s.strategy.threshold_pct),
+        "SIGNAL_MIN_VOLUME": num(s.strategy.min_volume),
+        "SIGNAL_LOOKBACK_MIN": str(s.strategy.lookback_minutes),
+        "MAX_POSITION_PCT": num(s.risk.max_position_pct),
+        "MAX_EXPOSURE_PCT": num(s.risk.max_exposure_pct),
+        "STOP_LOSS_PCT": num(s.risk.stop_loss_pct),
+        "MAX_DAILY_DRAWDOWN_PCT": num(s.risk.max_daily_drawdown_pct),
+        "MAX_OPEN_POSITIONS": str(s.risk.max_open_positions),
+        "LOG_LEVEL": s.log_level,
+    }
+
+
+def config_hash(bot: Bot) -> str:
+    """Changes exactly when the ConfigMap's data changes: put on pod templates to roll them."""
+    data = json.dumps(settings_env(bot), sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def render_configmap(bot: Bot) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(bot, config_name(bot), "config"),
+        "data": settings_env(bot),
+    }
+
+
+def render_secret(bot: Bot, passwords: dict[str, str]) -> Manifest:
+    """The generated passwords (the caller makes them, once; rendering stays pure)."""
+    missing = [k for k in SECRET_KEYS if not passwords.get(k)]
+    if missing:
+        raise ValueError(f"missing generated passwords: {', '.join(missing)}")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(bot, secret_name(bot), "passwords"),
+        "type": "Opaque",
+        "stringData": {k: passwords[k] for k in SECRET_KEYS},
+    }
+
+
+def secret_env(bot: Bot, key: str, name: str | None = None) -> dict[str, Any]:
+    """An env var read from a Secret key (the value never appears in the pod spec)."""
+    return {
+        "name": name or key,
+        "valueFrom": {"secretKeyRef": {"name": secret_name(bot), "key": key}},
+    }
+
+
+def credentials_env(bot: Bot) -> list[dict[str, Any]]:
+    """The exchange keys, from the user's Secret, in live mode only."""
+    secret = bot.spec.exchange.credentials_secret
+    if bot.spec.exchange.mode != "live" or not secret:
+        return []
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for key in CREDENTIAL_KEYS
+    ]
+
+
+def env_from(bot: Bot) -> list[dict[str, Any]]:
+    return [{"configMapRef": {"name": config_name(bot)}}]

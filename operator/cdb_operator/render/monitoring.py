@@ -1,0 +1,46 @@
+"""A ServiceMonitor (prometheus-operator) scraping every service's /metrics.
+
+Rendered only when the ``monitoring.coreos.com/v1`` API exists (the apply layer asks
+the cluster and passes the answer in ``Bot.monitoring_api``) and monitoring is not
+disabled; otherwise nothing, and no error.
+"""
+
+from __future__ import annotations
+
+from cdb_operator import model
+from cdb_operator.render.common import METRICS_LABEL, Bot, Manifest, instance_labels, metadata
+
+API_VERSION = "monitoring.coreos.com/v1"
+
+
+def wants_service_monitor(bot: Bot) -> bool:
+    return bot.spec.monitoring.service_monitor != "disabled" and bot.monitoring_api
+
+
+def render_service_monitor(bot: Bot) -> list[Manifest]:
+    if not wants_service_monitor(bot):
+        return []
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ServiceMonitor",
+            "metadata": metadata(bot, bot.child("metrics"), "metrics"),
+            "spec": {
+                "selector": {"matchLabels": {**instance_labels(bot), METRICS_LABEL: "true"}},
+                "namespaceSelector": {"matchNames": [bot.namespace]},
+                "endpoints": [
+                    {
+                        "port": "http",
+                        "path": "/metrics",
+                        "interval": bot.spec.monitoring.interval,
+                        "scheme": "http",
+                    }
+                ],
+                "targetLabels": ["app.kubernetes.io/component"],
+            },
+        }
+    ]
+
+
+#: For docs and tests: the services the ServiceMonitor scrapes.
+SCRAPED = model.SERVICES

@@ -1,0 +1,141 @@
+"""NetworkPolicies: deny everything for the bot's pods, then allow only what each needs.
+
+Allowed: DNS for all; every service → Redis; the writers and the backup → PostgreSQL;
+the backup → Redis (RDB snapshot); feed, execution and notifier → port 443 (exchange,
+web push); the operator's namespace → Redis (breaker control); the monitoring namespace →
+the services' metrics ports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdb_operator import model
+from cdb_operator.render import config
+from cdb_operator.render.common import Bot, Manifest, instance_labels, metadata
+
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "cdb-operator"}
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _pods(bot: Bot, components: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """A podSelector for some of this bot's components."""
+    return {
+        "matchLabels": instance_labels(bot),
+        "matchExpressions": [
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": list(components)}
+        ],
+    }
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"matchLabels": {NAMESPACE_NAME_LABEL: name}}
+
+
+def _policy(bot: Bot, suffix: str, pods: dict[str, Any], **rules: Any) -> Manifest:
+    types = [t for t, key in (("Ingress", "ingress"), ("Egress", "egress")) if key in rules]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(bot, bot.child(f"np-{suffix}"), "network-policy"),
+        "spec": {"podSelector": pods, "policyTypes": types, **rules},
+    }
+
+
+def _tcp(port: int | str) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def render_network_policies(bot: Bot) -> list[Manifest]:
+    if not bot.spec.network_policy.enabled:
+        return []
+    np = bot.spec.network_policy
+    services = list(model.SERVICES)
+    redis_clients = [*services, "backup"]
+    pg_clients = [*model.POSTGRES_USERS, "backup"]
+    everyone = {"matchLabels": instance_labels(bot)}
+    return [
+        _policy(bot, "default-deny", everyone, ingress=[], egress=[]),
+        _policy(
+            bot,
+            "dns",
+            everyone,
+            egress=[
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, _tcp(53)],
+                }
+            ],
+        ),
+        _policy(
+            bot,
+            "redis",
+            _pods(bot, ["redis"]),
+            ingress=[
+                {
+                    "from": [
+                        {"podSelector": _pods(bot, redis_clients)},
+                        {
+                            "namespaceSelector": _namespace(np.operator_namespace),
+                            "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+                        },
+                    ],
+                    "ports": [_tcp(config.REDIS_PORT)],
+                }
+            ],
+        ),
+        _policy(
+            bot,
+            "to-redis",
+            _pods(bot, redis_clients),
+            egress=[
+                {"to": [{"podSelector": _pods(bot, ["redis"])}], "ports": [_tcp(config.REDIS_PORT)]}
+            ],
+        ),
+        _policy(
+            bot,
+            "postgres",
+            _pods(bot, ["postgres"]),
+            ingress=[
+                {
+                    "from": [{"podSelector": _pods(bot, pg_clients)}],
+                    "ports": [_tcp(config.POSTGRES_PORT)],
+                }
+            ],
+        ),
+        _policy(
+            bot,
+            "to-postgres",
+            _pods(bot, pg_clients),
+            egress=[
+                {
+                    "to": [{"podSelector": _pods(bot, ["postgres"])}],
+                    "ports": [_tcp(config.POSTGRES_PORT)],
+                }
+            ],
+        ),
+        _policy(
+            bot,
+            "internet",
+            _pods(bot, model.INTERNET_USERS),
+            egress=[
+                {"to": [{"ipBlock": {"cidr": c}} for c in np.egress_cidrs], "ports": [_tcp(443)]}
+            ],
+        ),
+        _policy(
+            bot,
+            "metrics",
+            _pods(bot, services),
+            ingress=[
+                {
+                    "from": [{"namespaceSelector": _namespace(np.monitoring_namespace)}],
+                    "ports": [_tcp(p) for p in model.SERVICE_PORTS.values()],
+                }
+            ],
+        ),
+    ]

@@ -1,0 +1,128 @@
+"""One Deployment and one Service per trading service (``cdb run NAME``).
+
+Risk and execution run exactly one replica with the ``Recreate`` strategy, so even a
+rollout never has two of them; feed and signal keep in-memory windows and do the same.
+Services that write PostgreSQL run ``cdb db migrate`` in an init container first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdb_operator import model
+from cdb_operator.render import config
+from cdb_operator.render.common import (
+    APP_UID,
+    CONFIG_HASH,
+    METRICS_LABEL,
+    Bot,
+    Manifest,
+    container_security_context,
+    image,
+    labels,
+    metadata,
+    pod_security_context,
+    resources,
+    scheduling,
+    selector_labels,
+    tmp_volume,
+)
+
+
+def replicas(bot: Bot, service: str) -> int:
+    spec = getattr(bot.spec.services, service)
+    return spec.replicas if service in model.SCALABLE else 1
+
+
+def service_env(bot: Bot, service: str) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "HTTP_PORT", "value": str(model.SERVICE_PORTS[service])},
+        {"name": "CDB_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        config.secret_env(bot, "REDIS_PASSWORD"),
+    ]
+    if service in model.POSTGRES_USERS:
+        env.append(config.secret_env(bot, "POSTGRES_PASSWORD"))
+    if service == "execution":
+        env.extend(config.credentials_env(bot))
+    return env
+
+
+def _container(bot: Bot, name: str, args: list[str], env: list[dict[str, Any]]) -> dict:
+    return {
+        "name": name,
+        "image": image(bot),
+        "imagePullPolicy": bot.spec.image.pull_policy,
+        "command": ["cdb"],
+        "args": args,
+        "envFrom": config.env_from(bot),
+        "env": env,
+        "securityContext": container_security_context(),
+        "volumeMounts": [tmp_volume()[1]],
+    }
+
+
+def render_deployment(bot: Bot, service: str) -> Manifest:
+    port = model.SERVICE_PORTS[service]
+    spec = getattr(bot.spec.services, service)
+    env = service_env(bot, service)
+    main = _container(bot, service, ["run", service], env)
+    main["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    main["resources"] = resources(spec.resources)
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 3}
+    main["startupProbe"] = {**probe, "periodSeconds": 2, "failureThreshold": 60}
+    main["livenessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 3}
+    main["readinessProbe"] = {**probe, "periodSeconds": 5, "failureThreshold": 2}
+    pod: dict[str, Any] = {
+        "securityContext": pod_security_context(APP_UID),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "containers": [main],
+        "volumes": [tmp_volume()[0]],
+        **scheduling(bot),
+    }
+    if service in model.POSTGRES_USERS:
+        migrate = _container(bot, "migrate", ["db", "migrate"], env)
+        migrate["resources"] = resources(spec.resources)
+        pod["initContainers"] = [migrate]
+    single = service not in model.SCALABLE
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(bot, bot.child(service), service),
+        "spec": {
+            "replicas": replicas(bot, service),
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(bot, service)},
+            "strategy": {"type": "Recreate"} if single else {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {
+                    "labels": labels(bot, service),
+                    "annotations": {CONFIG_HASH: config.config_hash(bot)},
+                },
+                "spec": pod,
+            },
+        },
+    }
+
+
+def render_service(bot: Bot, service: str) -> Manifest:
+    meta = metadata(bot, bot.child(service), service)
+    meta["labels"][METRICS_LABEL] = "true"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(bot, service),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": model.SERVICE_PORTS[service],
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
