@@ -1,0 +1,377 @@
+"""The risk manager's continuous duties and its state: breaker, day start, exits, decisions.
+
+``Guard`` holds what the risk manager knows (book, prices, breaker, the UTC
+day's starting equity) and does what must happen without a signal: trip the
+breaker when equity falls past the daily limit, close positions past their stop
+(or all of them once halted), roll the day, resend exits that got no answer.
+``decide`` is the one way out: the decision row (and the breaker it changed) is
+committed first, then the order, the alert and the breaker's mirror are published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from cdb.bus import BREAKER_KEY, Bus
+from cdb.events import Alert, Event, Order
+from cdb.risk import rules
+from cdb.risk.breaker import Breaker, utc_day
+from cdb.risk.market import MarketView
+from cdb.risk.portfolio import PendingOrder, Portfolio
+from cdb.risk.settings import RiskSettings
+from cdb.risk.state import RiskEvent, Store
+from cdb.runtime import Service
+
+log = logging.getLogger(__name__)
+
+#: Cash kept back from sizing for fees and slippage, so execution never lacks funds.
+CASH_BUFFER = 0.01
+#: Seconds before a closing order that failed is tried again under a new client_id.
+EXIT_RETRY_S = 30
+
+ALERT_CODES = {
+    "drawdown": "DAILY_LOSS_LIMIT",
+    "exposure": "RISK_LIMIT",
+    "open_positions": "RISK_LIMIT",
+    "market_status": "MARKET_PAUSED",
+    "stale_market_data": "MARKET_PAUSED",
+    "abnormal_move": "MARKET_PAUSED",
+    "stop_loss": "STOP_LOSS",
+    "control": "BREAKER",
+    "exit": "EXIT_FAILED",
+}
+
+
+class Guard(Service):
+    """State and continuous checks shared by the handlers of ``RiskService``."""
+
+    def __init__(self, settings: RiskSettings, bus: Bus, clock: Callable[[], float]) -> None:
+        super().__init__(settings, bus)
+        self.settings: RiskSettings = settings
+        self.limits = settings.limits()
+        self.clock = clock
+        self.lock = threading.Lock()  # the HTTP thread reads what the loop writes
+        self.store = Store(settings)
+        self.market = MarketView(settings.RISK_ABNORMAL_MOVE_WINDOW_S)
+        self.book = Portfolio(cash=settings.PAPER_START_BALANCE)
+        self.breaker = Breaker()
+        self.day_number = -1
+        self.day = ""
+        self.day_start: float | None = None
+        self.paused: set[str] = set()
+        self.exit_retry_at: dict[str, int] = {}
+        self.restored = False
+        self.breaker_dirty = False
+        self._last_sweep = 0
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- start -----------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild from PostgreSQL; never start from a clean slate."""
+        now = self.now()
+        loaded = self.store.load(now)
+        self.book, self.breaker = loaded.portfolio, loaded.breaker
+        self.day_number, self.day = now // 86_400, utc_day(now)
+        self.day_start = None
+        if loaded.day_start is not None and loaded.day_start[0] == self.day:
+            self.day_start = loaded.day_start[1]
+        self._roll_breaker(now)
+        self.ensure_day_start(now)
+        self.publish_breaker()
+        self.restored = True
+
+    # -- the one way out -------------------------------------------------------------------
+
+    def decide(
+        self, event: RiskEvent, order: Order | None = None, breaker: Breaker | None = None
+    ) -> None:
+        """Commit the decision, then publish its order, alert and breaker state."""
+        inserted = self.store.record(event, breaker=breaker)
+        if breaker is not None:
+            self.breaker = breaker
+            self.breaker_dirty = True
+        log.log(
+            logging.INFO if event.severity == "INFO" else logging.WARNING,
+            "%s (%s/%s)",
+            event.description,
+            event.decision,
+            event.rule,
+        )
+        outgoing: list[Event] = []
+        if order is not None:
+            outgoing.append(order)
+        if inserted and event.severity != "INFO":
+            outgoing.append(self._alert(event))
+        if self.breaker_dirty:
+            self.bus.client.hset(BREAKER_KEY, mapping=self.breaker.redis_fields(self.day))
+            outgoing.append(self.breaker.event(self.day))
+        self.bus.publish_many(outgoing)
+        self.breaker_dirty = False
+        if order is not None:
+            self.track(order)
+
+    def publish_order(self, order: Order) -> None:
+        self.bus.publish(order)
+        self.track(order)
+
+    def track(self, order: Order) -> None:
+        """An order in flight holds its room (entry) or blocks a second close (exit)."""
+        if order.side == "BUY":
+            self.reserve(order)
+        else:
+            self.book.exits[order.symbol] = PendingOrder(
+                order.client_id,
+                order.symbol,
+                "SELL",
+                order.quantity,
+                order.price or 0.0,
+                self.now(),
+            )
+
+    def reserve(self, order: Order) -> None:
+        if order.client_id not in self.book.applied:
+            self.book.entries[order.client_id] = PendingOrder(
+                order.client_id, order.symbol, "BUY", order.quantity, order.price or 0.0, self.now()
+            )
+
+    def publish_breaker(self) -> None:
+        """Mirror the breaker into the Redis hash and confirm it with a ``BreakerState``."""
+        self.bus.client.hset(BREAKER_KEY, mapping=self.breaker.redis_fields(self.day))
+        self.bus.publish(self.breaker.event(self.day))
+        self.breaker_dirty = False
+
+    def _alert(self, event: RiskEvent) -> Alert:
+        message = event.description
+        if event.rule == "drawdown" and event.decision == "halt":
+            message = "daily loss limit exceeded – trading halted"
+        code = ALERT_CODES.get(event.rule, "RISK")
+        if event.decision == "kill_switch":
+            code = "KILL_SWITCH"
+        context = {
+            "event_key": event.event_key[:200],
+            "rule": event.rule,
+            "detail": event.description,
+        }
+        if event.symbol:
+            context["symbol"] = event.symbol
+        return Alert(
+            level=event.severity, code=code, message=message[:500], context=context, source="risk"
+        )
+
+    # -- views -----------------------------------------------------------------------------
+
+    def snapshot(self, symbol: str, now: int) -> rules.Snapshot:
+        prices = self.market.prices
+        pos = self.book.positions.get(symbol)
+        cash = (self.book.cash - self.book.reserved()) * (1 - CASH_BUFFER)
+        return rules.Snapshot(
+            now=now,
+            equity=self.book.equity(prices),
+            day_start_equity=self.day_start,
+            cash=max(0.0, cash),
+            exposure_value=self.book.exposure_value(prices),
+            open_positions=len(self.book.open_symbols()),
+            symbol_value=self.book.symbol_value(symbol, prices),
+            symbol_quantity=pos.quantity if pos else 0.0,
+            exit_pending=symbol in self.book.exits,
+            manual_breaker=self.breaker.manual,
+            kill_switch=self.breaker.kill_switch,
+            drawdown_breaker=self.breaker.drawdown(self.day),
+            market_problem=self.market.problem,
+            price=prices.get(symbol),
+            price_ts=self.market.times.get(symbol),
+            move_pct=self.market.move_pct(symbol),
+        )
+
+    def _equity(self) -> float:
+        with self.lock:
+            return self.book.equity(self.market.prices)
+
+    def _drawdown(self) -> float:
+        with self.lock:
+            return rules.drawdown_pct(self.book.equity(self.market.prices), self.day_start)
+
+    def _exposure(self) -> float:
+        with self.lock:
+            equity = self.book.equity(self.market.prices)
+            return self.book.exposure_value(self.market.prices) / equity * 100 if equity > 0 else 0
+
+    def _engaged(self) -> float:
+        return 1.0 if self.breaker.engaged(self.day) else 0.0
+
+    def describe(self) -> dict[str, Any]:
+        """The ``/status`` fields: book, limits in use, breaker, market."""
+        prices = self.market.prices
+        equity = self.book.equity(prices)
+        return {
+            "equity": round(equity, 2),
+            "cash": round(self.book.cash, 2),
+            "day": self.day,
+            "day_start_equity": self.day_start,
+            "drawdown_pct": round(rules.drawdown_pct(equity, self.day_start), 3),
+            "exposure_pct": round(self.book.exposure_value(prices) / equity * 100, 3)
+            if equity > 0
+            else None,
+            "positions": {
+                s: {
+                    "quantity": p.quantity,
+                    "avg_price": p.avg_price,
+                    "stop_loss": p.stop_loss,
+                    "price": prices.get(s),
+                }
+                for s, p in self.book.positions.items()
+            },
+            "pending_entries": len(self.book.entries),
+            "pending_exits": sorted(self.book.exits),
+            "breaker": self.breaker.redis_fields(self.day) if self.day else None,
+            "market_problem": self.market.problem,
+            "paused_symbols": sorted(self.paused),
+            "symbols_seen": len(prices),
+        }
+
+    # -- continuous duties -----------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Once a second between reads: day, expiries, drawdown, exits, the breaker mirror."""
+        now = self.now()
+        if now == self._last_sweep:
+            return
+        self._last_sweep = now
+        self.roll_day(now)
+        self.ensure_day_start(now)
+        for order in self.book.expire(now, self.settings.RISK_PENDING_ORDER_TTL_S):
+            log.warning(
+                "no result for %s %s %s after %ss: %s",
+                order.side,
+                order.symbol,
+                order.client_id,
+                self.settings.RISK_PENDING_ORDER_TTL_S,
+                "room released" if order.side == "BUY" else "closing order will be resent",
+            )
+        self.check_drawdown(now)
+        for symbol in list(self.book.positions):
+            self.maybe_exit(symbol, now)
+        if self.breaker_dirty:
+            self.publish_breaker()
+
+    def roll_day(self, now: int) -> None:
+        if now // 86_400 == self.day_number:
+            return
+        self.day_number, self.day = now // 86_400, utc_day(now)
+        self.day_start = None
+        self._roll_breaker(now)
+        self.ensure_day_start(now)
+
+    def _roll_breaker(self, now: int) -> None:
+        rolled = self.breaker.roll_day(self.day, now)
+        if rolled is not self.breaker:
+            event = RiskEvent(
+                f"newday:{self.day}", now, "INFO", "release", "drawdown", rolled.reason
+            )
+            self.decide(event, breaker=rolled)
+
+    def ensure_day_start(self, now: int) -> None:
+        """Fix the day's starting equity once every held symbol has a price."""
+        if self.day_start is not None:
+            return
+        prices = self.market.prices
+        if any(symbol not in prices for symbol in self.book.positions):
+            return  # after a restart: wait for prices rather than value at cost
+        equity = self.book.equity(prices)
+        self.store.save_day_start(self.day, equity)
+        self.day_start = equity
+        log.info("equity at the start of %s: %.2f", self.day, equity)
+
+    def check_drawdown(self, now: int) -> None:
+        """Trip the breaker the moment equity is MAX_DAILY_DRAWDOWN_PCT below the day's start."""
+        if self.day_start is None or self.breaker.drawdown(self.day):
+            return
+        equity = self.book.equity(self.market.prices)
+        dd = rules.drawdown_pct(equity, self.day_start)
+        if dd < self.limits.max_daily_drawdown_pct:
+            return
+        reason = (
+            f"daily loss limit exceeded – trading halted: drawdown {dd:.2f} % ≥ limit "
+            f"{self.limits.max_daily_drawdown_pct:g} % (equity {equity:,.2f} vs "
+            f"{self.day_start:,.2f} at the start of {self.day})"
+        )
+        breaker = self.breaker.trip_drawdown(self.day, reason, now)
+        context = {"equity": equity, "day_start_equity": self.day_start, "drawdown_pct": dd}
+        event = RiskEvent(
+            f"halt:{self.day}", now, "CRITICAL", "halt", "drawdown", reason, context=context
+        )
+        self.decide(event, breaker=breaker)
+        for symbol in list(self.book.positions):
+            self.maybe_exit(symbol, now)
+
+    def maybe_exit(self, symbol: str, now: int) -> None:
+        """Close a position past its stop, or any position while the daily breaker is tripped."""
+        pos = self.book.positions.get(symbol)
+        if pos is None or symbol in self.book.exits or self.breaker.kill_switch:
+            return
+        if self.exit_retry_at.get(symbol, 0) > now:
+            return
+        price = self.market.prices.get(symbol)
+        if self.breaker.drawdown(self.day):
+            rule, severity = "drawdown", "INFO"
+            reason = f"trading halted: closing {symbol} position of {pos.quantity:g}"
+        elif price is not None and rules.stop_hit(price, pos.stop_loss):
+            rule, severity = "stop_loss", "WARNING"
+            reason = (
+                f"stop loss hit: {symbol} at {price:g} ≤ stop {pos.stop_loss:g} "
+                f"(entry {pos.avg_price:g}) – closing {pos.quantity:g}"
+            )
+        else:
+            return
+        cid = pos.exit_client_id()
+        order = Order(
+            client_id=cid,
+            symbol=symbol,
+            side="SELL",
+            quantity=pos.quantity,
+            price=price or pos.avg_price,
+            reason=reason[:200],
+        )
+        context = {"quantity": pos.quantity, "price": order.price, "stop_loss": pos.stop_loss}
+        event = RiskEvent(
+            f"exit:{cid}", now, severity, "exit", rule, reason, None, cid, symbol, context
+        )
+        self.decide(event, order)
+
+    def pause_symbol(self, symbol: str, move: float, ts: int) -> None:
+        text = (
+            f"abnormal move in {symbol}: {move:.1f} % within {self.market.window_s} s "
+            f"(limit {self.limits.abnormal_move_pct:g} %) – new entries paused"
+        )
+        event = RiskEvent(
+            f"abnormal:{symbol}:{ts}",
+            self.now(),
+            "WARNING",
+            "pause",
+            "abnormal_move",
+            text,
+            symbol=symbol,
+            context={"move_pct": move},
+        )
+        self.decide(event)
+        self.paused.add(symbol)
+
+    def resume_symbol(self, symbol: str, move: float, ts: int) -> None:
+        text = f"{symbol} calm again ({move:.1f} % within the window): entries resumed"
+        event = RiskEvent(
+            f"abnormal_end:{symbol}:{ts}",
+            self.now(),
+            "INFO",
+            "resume",
+            "abnormal_move",
+            text,
+            symbol=symbol,
+        )
+        self.decide(event)
+        self.paused.discard(symbol)
