@@ -1,0 +1,1 @@
+"""Notifier: every alert logged, WARNING and CRITICAL pushed to subscribed browsers (Web Push)."""
