@@ -100,7 +100,6 @@ def _write_backup(
     on_snapshot: Callable[[], None] | None,
 ) -> Manifest:
     started = time.monotonic()
-    created = datetime.now(UTC)
     tools = {"cdb": cdb.__version__, "python": platform.python_version()}
     try:
         conn = connect(pg, application_name="cdb-backup")
@@ -113,8 +112,8 @@ def _write_backup(
         )
         with conn.cursor() as cur:
             cur.execute("SET lock_timeout = %s", (f"{max(1, int(lock_wait_s * 1000))}ms",))
-            cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
-            snapshot, server_version = cur.fetchone()
+            cur.execute("SELECT pg_export_snapshot(), current_setting('server_version'), now()")
+            snapshot, server_version, created = cur.fetchone()  # now(): the snapshot's time
             if on_snapshot is not None:
                 on_snapshot()
             pg_dump = dump_postgres(pg, work / DUMP_FILE, snapshot, lock_wait_s)
