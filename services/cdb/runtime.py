@@ -157,6 +157,10 @@ class Service:
         """Periodic work between reads; return seconds to sleep when the service only produces."""
         return None
 
+    def finished(self) -> bool:
+        """True when the service has nothing left to do (a replay at its end): stop gracefully."""
+        return False
+
     def status(self) -> dict[str, Any]:
         """Service-specific fields for ``/status``."""
         return {}
@@ -372,6 +376,9 @@ class Runtime:
         sleep = service.tick()
         self.heartbeat = time.monotonic()
         self._maybe_publish_health()
+        if service.finished():
+            log.info("%s finished its work", service.name)
+            self.request_stop()
         if sleep and not self.stopping.is_set():
             self.stopping.wait(sleep)
             self.heartbeat = time.monotonic()
