@@ -234,7 +234,10 @@ class ExecutionService(Service):
                     holder = self.lock.holder()
                 except redis.RedisError:
                     holder = "?"
-                problems.append(f"standby: another execution copy holds the lock ({holder})")
+                if holder is None:
+                    problems.append("starting: acquiring the single-writer lock")
+                else:
+                    problems.append(f"standby: another execution copy holds the lock ({holder})")
         return problems
 
     def status(self) -> dict[str, Any]:
