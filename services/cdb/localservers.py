@@ -85,7 +85,11 @@ class RedisServer:
             lines.append(f"requirepass {self.password}")
         conf.write_text("\n".join(lines) + "\n")
         conf.chmod(0o600)  # it may hold the password
-        self.proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C aimed at the parent (``cdb up``) must not stop Redis before
+        # the services that still use it; the parent stops it last.
+        self.proc = subprocess.Popen(
+            [binary, str(conf)], stdout=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for_port(self.port)
         return self
 
