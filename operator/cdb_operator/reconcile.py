@@ -1,0 +1,337 @@
+"""One idempotent, level-based reconcile of a TradingBot, shared by every trigger.
+
+kopf's create/update/resume handlers, the resync timer and child-object events all end
+here: render the children, create-or-patch them, prune what the spec no longer wants,
+drive the circuit breaker, then write status explicitly (conditions, phase, components,
+breaker) and post an Event for every condition that changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from cdb_operator import breaker, conditions
+from cdb_operator.apply import ApiError, Kube
+from cdb_operator.conditions import Cond
+from cdb_operator.model import TradingBotSpec, parse_spec
+from cdb_operator.render import Bot, key_of, render_children, render_secret
+from cdb_operator.render.common import MANAGED_BY
+from cdb_operator.render.config import CREDENTIAL_KEYS, SECRET_KEYS, secret_name
+from cdb_operator.render.monitoring import API_VERSION as MONITORING_API
+
+Key = tuple[str, str]
+#: Kinds removed when the spec stops asking for them (policies off, backup off, monitoring off).
+PRUNABLE = (
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("batch/v1", "CronJob"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+)
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
+class SpecInvalid(Exception):
+    """The spec cannot be reconciled as written: needs a person to fix the TradingBot."""
+
+
+class CredentialsMissing(Exception):
+    """Live mode without its credentials Secret: resolves itself once the Secret exists."""
+
+
+@dataclass
+class Context:
+    """Everything the reconcile needs, passed in (kopf's memo carries it)."""
+
+    kube: Kube
+    #: (namespace, bot name, Redis password) → where to reach that bot's Redis.
+    redis_address: Callable[[str, str, str | None], breaker.RedisAddress]
+    resend_after: float = 30.0
+    clock: Callable[[], float] = time.time
+    passwords: dict[Key, dict[str, str]] = field(default_factory=dict)
+    last_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    _locks: dict[Key, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def service_dns_address(template: str = "{name}-redis.{namespace}.svc:6379"):
+    """The default way to reach a bot's Redis: its headless Service's DNS name."""
+
+    def locate(namespace: str, name: str, password: str | None) -> breaker.RedisAddress:
+        host, _, port = template.format(name=name, namespace=namespace).rpartition(":")
+        return breaker.RedisAddress(host, int(port), password)
+
+    return locate
+
+
+def _key(body: dict[str, Any]) -> Key:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def _decode(secret: dict[str, Any]) -> dict[str, str]:
+    out = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    out.update(secret.get("stringData") or {})  # only emulators keep stringData as such
+    return out
+
+
+def ensure_secret(ctx: Context, bot: Bot) -> tuple[dict[str, str], list[str]]:
+    """The generated passwords: made once, never rewritten; only missing keys are added."""
+    live = ctx.kube.get("v1", "Secret", bot.namespace, secret_name(bot))
+    if live is None:
+        passwords = {k: secrets.token_urlsafe(32) for k in SECRET_KEYS}
+        try:
+            ctx.kube.create(render_secret(bot, passwords))
+            return passwords, ["generated the Redis and PostgreSQL passwords"]
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            live = ctx.kube.get("v1", "Secret", bot.namespace, secret_name(bot)) or {}
+    values = _decode(live)
+    missing = [k for k in SECRET_KEYS if not values.get(k)]
+    if not missing:
+        return {k: values[k] for k in SECRET_KEYS}, []
+    added = {k: secrets.token_urlsafe(32) for k in missing}
+    ctx.kube.patch(render_secret(bot, {**values, **added}), {"stringData": added})
+    return {**values, **added}, [f"added missing password keys {', '.join(missing)}"]
+
+
+def check_credentials(ctx: Context, bot: Bot) -> None:
+    name = bot.spec.exchange.credentials_secret
+    if bot.spec.exchange.mode != "live":
+        return
+    if not name:
+        raise SpecInvalid("exchange.credentialsSecret is required in live mode")
+    secret = ctx.kube.get("v1", "Secret", bot.namespace, name)
+    if secret is None:
+        raise CredentialsMissing(f"credentials Secret {name!r} not found in {bot.namespace}")
+    keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+    absent = [k for k in CREDENTIAL_KEYS if k not in keys]
+    if absent:
+        raise CredentialsMissing(f"credentials Secret {name!r} lacks {', '.join(absent)}")
+
+
+def readiness(live: dict[str, Any]) -> dict[str, Any]:
+    want = int((live.get("spec") or {}).get("replicas", 1) or 0)
+    ready = int((live.get("status") or {}).get("readyReplicas", 0) or 0)
+    return {
+        "kind": live.get("kind", ""),
+        "ready": want > 0 and ready >= want,
+        "readyReplicas": ready,
+        "replicas": want,
+    }
+
+
+def prune(ctx: Context, bot: Bot, desired: set[tuple[str, str, str]], kinds) -> list[str]:
+    """Delete children of kinds the spec can switch off that are no longer rendered."""
+    selector = f"app.kubernetes.io/instance={bot.name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    removed = []
+    for api_version, kind in kinds:
+        for item in ctx.kube.list(api_version, kind, bot.namespace, selector):
+            meta = item.get("metadata", {})
+            owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+            if bot.uid not in owners or (api_version, kind, meta.get("name")) in desired:
+                continue
+            ctx.kube.delete(api_version, kind, bot.namespace, meta["name"])
+            removed.append(f"{kind} {meta['name']}")
+    return removed
+
+
+def sync_breaker(
+    ctx: Context,
+    body: dict[str, Any],
+    spec: TradingBotSpec,
+    previous: dict[str, Any],
+    password: str | None,
+) -> dict[str, Any]:
+    """Read the risk manager's breaker, send a control when needed, return ``status.breaker``."""
+    ns, name = _key(body)
+    meta = body["metadata"]
+    link = breaker.BreakerLink(ctx.redis_address(ns, name, password))
+    now = ctx.clock()
+    try:
+        try:
+            observed = link.read()
+            read_error = ""
+        except breaker.BreakerUnreachable as exc:
+            observed, read_error = None, str(exc)
+        send, status = breaker.plan(
+            meta.get("uid", ""),
+            meta.get("generation"),
+            spec.circuit_breaker,
+            previous,
+            observed,
+            now,
+            ctx.resend_after,
+        )
+        if send is not None:
+            try:
+                link.send(send)
+                status = breaker.after_send(status, True, "", now)
+            except breaker.BreakerUnreachable as exc:
+                status = breaker.after_send(status, False, str(exc), now)
+        elif read_error:
+            status["error"] = read_error[:300]
+        elif observed is not None and status.get("confirmed"):
+            status["error"] = ""
+    finally:
+        link.close()
+    return status
+
+
+def _clean(value: Any) -> Any:
+    """Drop ``None`` values: a merge patch deletes them, so the server never shows them."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _conds_from(status: dict[str, Any]) -> list[Cond]:
+    return [
+        Cond(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in status.get("conditions") or []
+    ]
+
+
+def write_status(
+    ctx: Context,
+    body: dict[str, Any],
+    previous: dict[str, Any],
+    new: dict[str, Any],
+    conds: list[Cond],
+    extra_events: list[tuple[str, str, str]],
+) -> dict[str, Any]:
+    """Patch status when it changed, and post an Event per changed condition."""
+    ns, name = _key(body)
+    generation = body["metadata"].get("generation")
+    status = {
+        **new,
+        "phase": conditions.phase(conds),
+        "conditions": conditions.merge(previous.get("conditions"), conds, ctx.clock(), generation),
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    if not previous or any(_clean(previous.get(k)) != _clean(v) for k, v in status.items()):
+        ctx.kube.patch_status(ns, name, status)
+        ctx.last_status[(ns, name)] = _clean({**previous, **status})
+    for cond in conditions.transitions(previous.get("conditions"), conds):
+        text = f"{cond.type} is {cond.status}: {cond.message}".rstrip(": ")
+        ctx.kube.post_event(body, conditions.event_type(cond), cond.reason, text)
+    for type_, reason, message in extra_events:
+        ctx.kube.post_event(body, type_, reason, message)
+    return status
+
+
+def previous_status(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """The newest status we know: what we last wrote, or the body's (after a restart)."""
+    return ctx.last_status.get(_key(body)) or dict(body.get("status") or {})
+
+
+def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """Bring every child of the TradingBot in ``body`` to its spec; returns the new status.
+
+    Raises :class:`SpecInvalid` (permanent), or :class:`CredentialsMissing` /
+    :class:`ApiError` (retried) *after* writing them to status and Events.
+    """
+    ns, name = _key(body)
+    with ctx.lock((ns, name)):
+        previous = previous_status(ctx, body)
+        try:
+            spec = parse_spec(body.get("spec"))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = f"spec.{where}: {first['msg']}"
+            conds = conditions.component_conditions({}, message, "SpecInvalid")
+            write_status(ctx, body, previous, {}, conds, [])
+            raise SpecInvalid(message) from None
+        bot = Bot(name, ns, body["metadata"].get("uid", ""), spec)
+        components: dict[str, Any] = {}
+        events: list[tuple[str, str, str]] = []
+        error: Exception | None = None
+        reason = None
+        monitoring = False
+        try:
+            check_credentials(ctx, bot)
+            if spec.monitoring.service_monitor != "disabled":
+                monitoring = ctx.kube.api_exists(MONITORING_API)
+                if not monitoring and spec.monitoring.service_monitor == "enabled":
+                    events.append(
+                        (
+                            "Warning",
+                            "MonitoringUnavailable",
+                            f"{MONITORING_API} is not served: no ServiceMonitor",
+                        )
+                    )
+            bot = Bot(name, ns, bot.uid, spec, monitoring_api=monitoring)
+            passwords, notes = ensure_secret(ctx, bot)
+            ctx.passwords[(ns, name)] = passwords
+            events += [("Normal", "Passwords", note) for note in notes]
+            children = render_children(bot)
+            changed = []
+            for obj in children:
+                outcome, live = ctx.kube.ensure(obj)
+                if outcome != "unchanged":
+                    changed.append(f"{outcome} {obj['kind']} {obj['metadata']['name']}")
+                if obj["kind"] in WORKLOADS:
+                    components[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = (
+                        readiness(live)
+                    )
+            kinds = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring]
+            changed += [
+                f"deleted {r}" for r in prune(ctx, bot, {key_of(o) for o in children}, kinds)
+            ]
+            if changed:
+                events.append(("Normal", "Applied", "; ".join(changed)))
+        except SpecInvalid as exc:
+            error, reason = exc, "SpecInvalid"
+        except CredentialsMissing as exc:
+            error, reason = exc, "CredentialsSecretMissing"
+        except ApiError as exc:
+            error, reason = exc, "ApiError"
+        password = ctx.passwords.get((ns, name), {}).get("REDIS_PASSWORD")
+        breaker_status = sync_breaker(ctx, body, spec, previous.get("breaker") or {}, password)
+        conds = conditions.component_conditions(components, str(error) if error else None, reason)
+        conds.append(breaker.condition(breaker_status))
+        new = {"components": components, "breaker": breaker_status, "serviceMonitor": monitoring}
+        if error is not None:
+            new.pop("components")
+            events.append(("Warning", reason or "ReconcileFailed", str(error)))
+        status = write_status(ctx, body, previous, new, conds, events)
+        if error is not None:
+            raise error
+        return status
+
+
+def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The fast path: refresh only the breaker's status (and resend a pending control)."""
+    ns, name = _key(body)
+    with ctx.lock((ns, name)):
+        previous = previous_status(ctx, body)
+        try:
+            spec = parse_spec(body.get("spec"))
+        except ValidationError:
+            return None  # the full reconcile reports it
+        password = ctx.passwords.get((ns, name), {}).get("REDIS_PASSWORD")
+        if password is None:
+            secret = ctx.kube.get("v1", "Secret", ns, secret_name(Bot(name, ns, "", spec)))
+            password = _decode(secret).get("REDIS_PASSWORD") if secret else None
+        breaker_status = sync_breaker(ctx, body, spec, previous.get("breaker") or {}, password)
+        if breaker_status == previous.get("breaker"):
+            return None
+        conds = [c for c in _conds_from(previous) if c.type != conditions.BREAKER]
+        if not conds:
+            conds = conditions.component_conditions({}, None)
+        conds.append(breaker.condition(breaker_status))
+        return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [])
