@@ -1,0 +1,165 @@
+"""``cdb run feed``: publishes ``market_data`` (and ``market_status``/``alert``) from one source.
+
+The service only produces: each ``tick`` polls the source and publishes what it
+returned in pipelined batches. Events polled but not yet published survive a Redis
+outage in memory and go out first once Redis is back, so a replay loses nothing.
+A replay at its end stops the process (exit 0) unless ``FEED_REPLAY_AT_END=idle``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from cdb.bus import Bus
+from cdb.events import Event
+from cdb.feed.candles import window_candles
+from cdb.feed.replay import ReplayFileError, read_files, sample_path
+from cdb.feed.settings import FeedSettings
+from cdb.feed.sources import ReplaySource, Source, SyntheticSource
+from cdb.runtime import Service
+from cdb.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+
+def build_source(settings: FeedSettings) -> Source:
+    """The source the settings ask for; a setting that cannot work is a ``SettingsError``."""
+    try:
+        window_candles(settings.FEED_INTERVAL, settings.SIGNAL_LOOKBACK_MIN)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    common = {"lookback_min": settings.SIGNAL_LOOKBACK_MIN, "interval": settings.FEED_INTERVAL}
+    if settings.FEED_SOURCE == "synthetic":
+        return SyntheticSource(
+            settings.symbol_list(),
+            settings.FEED_SEED,
+            period_s=settings.FEED_SYNTHETIC_PERIOD_S,
+            quote_volume=settings.FEED_SYNTHETIC_QUOTE_VOLUME,
+            batch=settings.FEED_BATCH,
+            **common,
+        )
+    if settings.FEED_SOURCE == "replay":
+        paths = [Path(p) for p in settings.replay_files()] or [sample_path()]
+        try:
+            rows = read_files(paths)
+        except ReplayFileError as exc:
+            raise SettingsError(f"FEED_REPLAY_FILES: {exc}") from None
+        return ReplaySource(
+            rows,
+            speed=settings.FEED_REPLAY_SPEED,
+            batch=settings.FEED_BATCH,
+            shift_to_now=settings.FEED_REPLAY_SHIFT_TO_NOW,
+            **common,
+        )
+    from cdb.exchange.market import MarketClient  # ccxt loads only for the live source
+    from cdb.feed.live import LiveSource
+
+    try:
+        client = MarketClient(
+            settings.EXCHANGE_ID,
+            timeout_ms=int(settings.FEED_HTTP_TIMEOUT_S * 1000),
+            attempts=settings.FEED_RETRY_ATTEMPTS,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"EXCHANGE_ID {exc}") from None
+    return LiveSource(
+        client,
+        symbols=settings.symbol_list(),
+        top_movers=settings.TOP_MOVERS,
+        quote=settings.QUOTE_ASSET,
+        poll_s=settings.FEED_POLL_S,
+        close_delay_s=settings.FEED_CLOSE_DELAY_S,
+        unreachable_after_s=settings.FEED_UNREACHABLE_AFTER_S,
+        movers_refresh_s=settings.FEED_MOVERS_REFRESH_S,
+        movers_min_quote_volume=settings.FEED_MOVERS_MIN_QUOTE_VOLUME,
+        **common,
+    )
+
+
+class _FeedCollector:
+    def __init__(self, service: FeedService) -> None:
+        self.service = service
+
+    def collect(self):
+        published = CounterMetricFamily(
+            "feed_events_published", "Events the feed published, per type", labels=["type"]
+        )
+        for kind, value in sorted(self.service.published.items()):
+            published.add_metric([kind], value)
+        yield published
+        backlog = GaugeMetricFamily(
+            "feed_unpublished_events", "Events polled but not yet on the stream"
+        )
+        backlog.add_metric([], len(self.service.pending))
+        yield backlog
+
+
+class FeedService(Service):
+    """Market data from the configured source onto the ``market_data`` stream."""
+
+    name: ClassVar[str] = "feed"
+    default_port: ClassVar[int] = 8000
+    settings_class: ClassVar[type[FeedSettings]] = FeedSettings
+    streams: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: FeedSettings, bus: Bus, source: Source | None = None) -> None:
+        super().__init__(settings, bus)
+        self.source = source or build_source(settings)
+        self.pending: list[Event] = []
+        self.published: dict[str, int] = {}
+        self.last_market_data: dict[str, dict[str, Any]] = {}
+        self.registry.register(_FeedCollector(self))
+        log.info(
+            "source %s, interval %s, lookback %d min",
+            self.source.name,
+            settings.FEED_INTERVAL,
+            settings.SIGNAL_LOOKBACK_MIN,
+        )
+
+    def tick(self) -> float | None:
+        delay = 0.0
+        if not self.pending:
+            poll = self.source.poll(time.time())
+            self.pending, delay = poll.events, poll.delay
+        batch = self.settings.FEED_BATCH
+        while self.pending:
+            chunk = self.pending[:batch]
+            self.bus.publish_many(chunk)  # a Redis error leaves the rest pending for the retry
+            del self.pending[:batch]
+            self._count(chunk)
+        return delay
+
+    def _count(self, events: list[Event]) -> None:
+        for event in events:
+            self.published[event.type] = self.published.get(event.type, 0) + 1
+            if event.type == "market_data":
+                self.last_market_data[event.symbol] = {
+                    "price": event.price,
+                    "pct_change": round(event.pct_change, 4),
+                    "volume": round(event.volume, 2),
+                    "timestamp": event.timestamp,
+                }
+
+    def finished(self) -> bool:
+        done = self.source.finished and not self.pending
+        return done and self.settings.FEED_REPLAY_AT_END == "stop"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "source": self.source.name,
+            "published": self.published,
+            "unpublished": len(self.pending),
+            "last_market_data": self.last_market_data,
+            **self.source.status(),
+        }
+
+    def close(self) -> None:
+        self.source.close()
+
+
+SERVICE = FeedService
