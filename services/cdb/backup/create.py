@@ -20,6 +20,8 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import cdb
 from cdb.backup.dump import dump_postgres, dump_redis, redis_password
@@ -169,6 +171,7 @@ def _snapshot_redis(settings: BaseServiceSettings, target: Path, timeout_s: floa
         password=redis_password(settings),
         socket_timeout=10,
         socket_connect_timeout=5,
+        retry=Retry(NoBackoff(), 0),  # fail at once; the CronJob's backoffLimit retries the job
     )
     try:
         server = client.info("server").get("redis_version", "unknown")
