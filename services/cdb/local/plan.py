@@ -1,0 +1,86 @@
+"""What ``cdb up`` runs and with which environment: pure decisions, no processes started here.
+
+Every service is ``python -m cdb run NAME`` with the environment of ``cdb up`` plus
+the servers' addresses, its own HTTP port on loopback, paper trading forced, the
+exchange keys removed, and a few local defaults that make the synthetic market
+produce signals and paper fills within a minute (a variable already set wins).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+#: Start order: consumers before producers, so the first events find their readers running.
+START_ORDER = ("persistence", "notifier", "execution", "risk", "signal", "feed")
+#: Stop order: producers first, so nothing new arrives while the consumers finish.
+STOP_ORDER = tuple(reversed(START_ORDER))
+#: The services' own ports (feed 8000 … notifier 8005).
+DEFAULT_PORTS = {
+    "feed": 8000,
+    "signal": 8001,
+    "risk": 8002,
+    "execution": 8003,
+    "persistence": 8004,
+    "notifier": 8005,
+}
+DISPLAY_ORDER = tuple(DEFAULT_PORTS)
+
+#: Always set for children: ``cdb up`` never trades real money.
+FORCED = {"TRADING_MODE": "paper", "HTTP_HOST": "127.0.0.1"}
+#: Never passed to children: paper trading needs no exchange keys.
+DROPPED = ("MEXC_API_KEY", "MEXC_API_SECRET")
+#: Local defaults for a lively demo; the environment overrides each of them.
+#: The synthetic feed stamps its candles with wall-clock seconds (one per second), so the
+#: signal cooldown and the risk windows below are in those seconds.
+LOCAL_DEFAULTS = {
+    "FEED_SOURCE": "synthetic",
+    "FEED_SYNTHETIC_PERIOD_S": "1",
+    "SIGNAL_COOLDOWN_S": "60",
+    "HEALTH_INTERVAL_S": "5",
+}
+
+
+def ports_for(base: int | None) -> dict[str, int | None]:
+    """HTTP ports per service: the defaults shifted to ``base``, or None (pick a free one)."""
+    if base is None:
+        return dict.fromkeys(DEFAULT_PORTS)
+    return {name: base + port - 8000 for name, port in DEFAULT_PORTS.items()}
+
+
+def child_env(
+    base: Mapping[str, str],
+    service: str,
+    port: int,
+    servers: Mapping[str, str],
+    feed_source: str = "synthetic",
+) -> dict[str, str]:
+    """The environment of one child: ``base`` + local defaults + servers + forced values."""
+    env = {k: v for k, v in base.items() if k not in DROPPED}
+    for key, value in LOCAL_DEFAULTS.items():
+        env.setdefault(key, value)
+    env.update(servers)
+    env.update(FORCED)
+    env["FEED_SOURCE"] = feed_source
+    env["HTTP_PORT"] = str(port)
+    env["CDB_CONSUMER_NAME"] = f"{service}-local"
+    return env
+
+
+def wants_private(env: Mapping[str, str], host_variable: str) -> bool:
+    """A server is started privately unless the environment names one (``REDIS_HOST`` …)."""
+    return not env.get(host_variable)
+
+
+def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return Path(env.get("CDB_DATA_DIR") or ".cdb")
+
+
+def looks_like_data_dir(path: Path) -> bool:
+    """Whether ``--fresh`` may delete ``path``: empty, or made by ``cdb up``."""
+    if not path.exists():
+        return True
+    names = {p.name for p in path.iterdir()}
+    names.discard("up.lock")  # taken by this very run before the check
+    return not names or bool(names & {"up.json", "redis", "pg", "logs"})

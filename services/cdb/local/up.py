@@ -1,0 +1,310 @@
+"""``cdb up``: the whole pipeline on this machine — paper trading, synthetic market, one command.
+
+Uses the Redis and PostgreSQL the environment names (``REDIS_HOST``,
+``POSTGRES_HOST``) or starts private ones in the data directory, migrates the
+database, starts every service as a child process (logs in ``DATA_DIR/logs``),
+and shows a live summary until Ctrl-C (or ``--duration``), then stops the
+services (producers first) and the private servers. A service that dies is
+reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
+``cdb status`` where everything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+import redis
+
+from cdb.local import plan, render
+from cdb.local.children import Child, stop_all
+from cdb.local.servers import Servers, SetupError, check_binaries
+from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
+from cdb.localservers import free_port
+
+SESSION_FILE = "up.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=plan.default_data_dir(),
+        help="where private servers keep their data and services their logs "
+        "(default: $CDB_DATA_DIR or ./.cdb)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="stop by itself after this many seconds"
+    )
+    parser.add_argument(
+        "--refresh", type=float, default=2.0, help="seconds between summary refreshes"
+    )
+    parser.add_argument(
+        "--http-port-base",
+        type=int,
+        default=8000,
+        help="HTTP port of the feed; the others follow (8000-8005); 0 = any free ports",
+    )
+    parser.add_argument(
+        "--feed",
+        choices=["synthetic", "replay"],
+        default="synthetic",
+        help="market data source (never live: cdb up is for paper trading)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the data directory's databases and logs first (start from zero)",
+    )
+    parser.add_argument(
+        "--stop-timeout", type=float, default=20.0, help="seconds each service gets to stop"
+    )
+
+
+class Up:
+    """One run of ``cdb up``; ``run()`` returns the exit code."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+        self.args = args
+        self.out = out
+        self.tty = out.isatty()
+        self.data_dir: Path = args.data_dir.resolve()
+        self.stop = threading.Event()
+        self.children: dict[str, Child] = {}
+        self.servers: Servers | None = None
+        self.ports: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.exited: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.quote = os.environ.get("QUOTE_ASSET", "USDT")
+
+    # -- output ------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def fail(self, text: str) -> int:
+        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+        return 1
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _resolve_ports(self) -> None:
+        base = self.args.http_port_base
+        if base == 0:
+            self.ports = {name: free_port() for name in plan.DEFAULT_PORTS}
+            return
+        wanted = plan.ports_for(base)
+        for name, port in wanted.items():
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    raise SetupError(
+                        f"port {port} ({name}) is in use: is another cdb up running? "
+                        "Stop it, or pass --http-port-base 0 to use free ports"
+                    ) from None
+        self.ports = {k: v for k, v in wanted.items() if v is not None}
+
+    def _prepare_data_dir(self) -> None:
+        if self.args.fresh:
+            # Checked with the lock held, so a running cdb up never loses its data under it.
+            if not plan.looks_like_data_dir(self.data_dir):
+                raise SetupError(
+                    f"--fresh refuses to delete {self.data_dir}: it was not made by cdb up"
+                )
+            for name in ("redis", "pg", "logs", SESSION_FILE):
+                path = self.data_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+
+    def _lock(self) -> None:
+        self._lock_file = (self.data_dir / "up.lock").open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SetupError(
+                f"another cdb up is running with {self.data_dir}; stop it first "
+                "(or use another --data-dir)"
+            ) from None
+
+    def _write_session(self) -> None:
+        assert self.servers is not None
+        private = {
+            k: v
+            for k, v in self.servers.env.items()
+            if (k.startswith("REDIS_") and self.servers.redis_private)
+            or (k.startswith("POSTGRES_") and self.servers.postgres_private)
+        }
+        path = self.data_dir / SESSION_FILE
+        path.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "started_at": int(time.time()),
+                    "http_ports": self.ports,
+                    "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
+                    "servers": private,  # only private servers: external ones come from env
+                    "logs": str(self.data_dir / "logs"),
+                },
+                indent=2,
+            )
+        )
+        path.chmod(0o600)  # it holds the private database's password
+
+    def _start_children(self) -> None:
+        assert self.servers is not None
+        for name in plan.START_ORDER:
+            env = plan.child_env(
+                os.environ, name, self.ports[name], self.servers.env, self.args.feed
+            )
+            child = Child(name, self.ports[name], env, self.data_dir / "logs" / f"{name}.log")
+            child.start()
+            self.children[name] = child
+
+    def _describe_servers(self) -> None:
+        assert self.servers is not None
+        env = self.servers.env
+        r = "private" if self.servers.redis_private else "from REDIS_HOST"
+        p = "private" if self.servers.postgres_private else "from POSTGRES_HOST"
+        self.say(f"Redis      {env.get('REDIS_HOST')}:{env.get('REDIS_PORT', '6379')} ({r})")
+        self.say(
+            f"PostgreSQL {env.get('POSTGRES_HOST')}:{env.get('POSTGRES_PORT', '5432')}"
+            f"/{env.get('POSTGRES_DB', 'claire_de_binare')} ({p}, migrated)"
+        )
+        self.say(f"logs       {self.data_dir / 'logs'}")
+
+    # -- the watch loop ----------------------------------------------------------------------
+
+    def _check_children(self) -> None:
+        for child in self.children.values():
+            if child.died and not child.reported:
+                child.reported = True
+                code = child.exit_code
+                self.exited[child.name] = code if code is not None else -1
+                tail = "\n    ".join(child.log_tail(6))
+                note = (
+                    f"{child.name} exited with code {code} and is NOT restarted; "
+                    f"log {child.log_path}:\n    {tail}"
+                )
+                self.notes.append(note)
+                print(f"cdb up: {note}", file=sys.stderr, flush=True)
+
+    def _snapshot(self, db: Database, client: redis.Redis) -> Snapshot:
+        snap = Snapshot(services=read_services(dict(self.ports)))
+        db.read(snap, latest=1)
+        read_breaker(client, snap)
+        return snap
+
+    def _show(self, snap: Snapshot, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.tty or final:
+            text = render.table(
+                snap, dict(self.ports), elapsed, self.exited, self.quote, f"data {self.data_dir}"
+            )
+            if self.notes:
+                text += "\n\n" + "\n".join(self.notes[-3:])
+            prefix = "\x1b[H\x1b[2J" if self.tty and not final else ""
+            self.say(prefix + text)
+        else:
+            self.say(render.line(snap, elapsed, self.exited, self.quote))
+
+    def _watch(self) -> Snapshot:
+        assert self.servers is not None
+        db = Database(self.servers.postgres_settings())
+        rs = self.servers.redis_settings()
+        client = redis.Redis(
+            host=rs.REDIS_HOST,
+            port=rs.REDIS_PORT,
+            db=rs.REDIS_DB,
+            password=rs.REDIS_PASSWORD.get_secret_value() if rs.REDIS_PASSWORD else None,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        deadline = None if self.args.duration is None else self.started + self.args.duration
+        snap = Snapshot()
+        try:
+            while not self.stop.is_set():
+                self._check_children()
+                snap = self._snapshot(db, client)
+                self._show(snap)
+                wait = self.args.refresh
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                self.stop.wait(wait)
+            self._check_children()
+            return self._snapshot(db, client)
+        finally:
+            db.close()
+            client.close()
+
+    # -- the whole run -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        redis_private = plan.wants_private(os.environ, "REDIS_HOST")
+        pg_private = plan.wants_private(os.environ, "POSTGRES_HOST")
+        try:
+            check_binaries(redis_private, pg_private)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._prepare_data_dir()
+            self._resolve_ports()
+        except SetupError as exc:
+            return self.fail(str(exc))
+        self.servers = Servers(self.data_dir, redis_private, pg_private, dict(os.environ))
+        snap: Snapshot | None = None
+        try:
+            self.say("starting servers…")
+            self.servers.start()
+            self._describe_servers()
+            if self.stop.is_set():
+                return 0
+            self._start_children()
+            self._write_session()
+            self.say(f"services   started: {', '.join(plan.START_ORDER)} (paper trading)")
+            snap = self._watch()
+        except SetupError as exc:
+            return self.fail(str(exc))
+        finally:
+            self._shutdown()
+        if snap is not None:
+            self._show(snap, final=True)
+        self.say("stopped.")
+        return 1 if self.exited else 0
+
+    def _shutdown(self) -> None:
+        if self.children:
+            self.say("stopping services…")
+            killed = stop_all(self.children, plan.STOP_ORDER, self.args.stop_timeout)
+            if killed:
+                self.notes.append(f"killed after {self.args.stop_timeout}s: {', '.join(killed)}")
+        if self.servers is not None:
+            self.servers.stop()
+        with contextlib.suppress(OSError):
+            (self.data_dir / SESSION_FILE).unlink()
+
+
+def main(args: argparse.Namespace) -> int:
+    up = Up(args)
+
+    def request_stop(*_: object) -> None:
+        up.stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return up.run()
