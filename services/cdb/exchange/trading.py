@@ -16,6 +16,7 @@ trades markets ccxt marks ``active``. It has no withdraw call, on purpose.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,7 +33,7 @@ from cdb.exchange.errors import (
 Status = Literal["FILLED", "PARTIALLY_FILLED", "REJECTED", "ERROR", "CANCELLED"]
 
 #: MEXC's answer when no order has the given id: {"code": -2013, "msg": "Order does not exist."}
-MEXC_ORDER_NOT_FOUND = "-2013"
+MEXC_ORDER_NOT_FOUND = re.compile(r'"code"\s*:\s*-2013\b')
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def unified_symbol(symbol: str) -> str:
 
 def _is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ccxt.OrderNotFound) or (
-        isinstance(exc, ccxt.ExchangeError) and f'"code":{MEXC_ORDER_NOT_FOUND}' in str(exc)
+        isinstance(exc, ccxt.ExchangeError) and MEXC_ORDER_NOT_FOUND.search(str(exc)) is not None
     )
 
 

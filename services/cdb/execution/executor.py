@@ -89,7 +89,7 @@ class Executor:
         self.ledger = ledger
         self.venue = venue
         self.retries = retries
-        self.backoff = wait_exponential_jitter(initial=0.2, max=backoff_max_s)
+        self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
         self.pause = pause
         self.alert = alert
@@ -135,7 +135,7 @@ class Executor:
 
     def _refusal(self, request: OrderRequest) -> str | None:
         if self.problems.fail_closed:
-            return "execution is fail-closed: " + "; ".join(self.problems.describe())[:400]
+            return "; ".join(self.problems.describe())[:500]
         try:
             self.venue.check(request)
         except InvalidOrder as exc:
