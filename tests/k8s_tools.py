@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import importlib.metadata
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -190,21 +192,36 @@ def helm_template(
     ``api_versions`` adds to ``.Capabilities.APIVersions`` (e.g. ``monitoring.coreos.com/v1``)
     to imitate a cluster that serves those APIs.
     """
-    with tempfile.TemporaryDirectory(prefix="cdb-helm-") as tmp:
-        args = [
-            "template",
-            release,
-            str(chart),
-            "--namespace",
-            namespace,
-            "--kube-version",
-            kube_version,
-            *values_args(values, Path(tmp)),
-        ]
-        for api in api_versions:
-            args += ["--api-versions", api]
-        out = helm(*args, *extra_args).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    key = (
+        yaml.safe_dump(values or {}, sort_keys=True),
+        release,
+        namespace,
+        tuple(api_versions),
+        kube_version,
+        tuple(extra_args),
+        str(chart),
+    )
+    if key not in _RENDERED:
+        with tempfile.TemporaryDirectory(prefix="cdb-helm-") as tmp:
+            args = [
+                "template",
+                release,
+                str(chart),
+                "--namespace",
+                namespace,
+                "--kube-version",
+                kube_version,
+                *values_args(values, Path(tmp)),
+            ]
+            for api in api_versions:
+                args += ["--api-versions", api]
+            _RENDERED[key] = helm(*args, *extra_args).stdout
+    # Parsed afresh on every call, so a test may modify what it gets.
+    return [doc for doc in yaml.safe_load_all(_RENDERED[key]) if doc]
+
+
+#: helm template output per argument set: one test session renders each set once.
+_RENDERED: dict[tuple, str] = {}
 
 
 def validate_manifest(obj: dict[str, Any], k8s_version: str = DEFAULT_K8S_VERSION) -> None:
@@ -212,9 +229,39 @@ def validate_manifest(obj: dict[str, Any], k8s_version: str = DEFAULT_K8S_VERSIO
 
     Raises ``kubernetes_validate.ValidationError`` (with the failing path) when invalid and
     ``kubernetes_validate.SchemaNotFoundError`` for kinds Kubernetes itself does not define
-    (custom resources: check those with :func:`validate_custom_resource`).
+    (custom resources: check those with :func:`validate_custom_resource`). An object already
+    found valid for a version is not checked again (renders repeat most objects).
     """
+    key = (json.dumps(obj, sort_keys=True, default=str), k8s_version)
+    if key in _VALID:
+        return
     kubernetes_validate.validate(obj, k8s_version, strict=True)
+    _VALID.add(key)
+
+
+_VALID: set[tuple[str, str]] = set()
+
+
+def strict_crd_schema(node: Any) -> Any:
+    """A CRD's openAPIV3Schema as JSON Schema draft 4 that rejects unknown fields.
+
+    The API server prunes unknown fields (and ``kubectl apply`` with the default strict field
+    validation refuses them); closing every object that lists its properties, unless it
+    preserves unknown fields, makes a typo fail here the same way.
+    """
+    if isinstance(node, list):
+        return [strict_crd_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: strict_crd_schema(v) for k, v in node.items()}
+    if (
+        out.get("type") == "object"
+        and "properties" in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+        and "additionalProperties" not in out
+    ):
+        out["additionalProperties"] = False
+    return out
 
 
 def validate_custom_resource(obj: dict[str, Any], crd: dict[str, Any]) -> None:
@@ -223,8 +270,6 @@ def validate_custom_resource(obj: dict[str, Any], crd: dict[str, Any]) -> None:
     Structural only (types, required, enums, ranges, unknown fields where the schema closes
     them); CEL rules and defaulting are the API server's business.
     """
-    import jsonschema
-
     group, _, version = obj["apiVersion"].partition("/")
     if group != crd["spec"]["group"] or obj["kind"] != crd["spec"]["names"]["kind"]:
         raise ValueError(f"{obj['apiVersion']}/{obj['kind']} does not belong to this CRD")
@@ -240,7 +285,8 @@ def validate_custom_resource(obj: dict[str, Any], crd: dict[str, Any]) -> None:
         for k, v in schema.get("properties", {}).items()
         if k not in ("apiVersion", "kind", "metadata")
     }
-    jsonschema.validate(body, {**schema, "properties": props})
+    # OpenAPI v3.0 schemas are draft 4 in JSON Schema terms (boolean exclusiveMinimum).
+    jsonschema.Draft4Validator(strict_crd_schema({**schema, "properties": props})).validate(body)
 
 
 @pytest.fixture(scope="session")

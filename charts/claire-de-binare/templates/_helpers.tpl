@@ -74,22 +74,28 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* Whether to render the operator's ServiceMonitor ("true" or ""). */}}
+{{/* Whether to render the operator's ServiceMonitor ("true" or ""): only when it serves metrics. */}}
 {{- define "cdb.serviceMonitorEnabled" -}}
 {{- $mode := .Values.monitoring.serviceMonitor.mode }}
-{{- if eq $mode "enabled" }}true
+{{- if not (gt (int .Values.operator.metricsPort) 0) }}
+{{- else if eq $mode "enabled" }}true
 {{- else if and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true
 {{- end }}
 {{- end }}
 
-{{/* The namespaces the operator watches, as a list; empty means all. */}}
-{{- define "cdb.watchesAll" -}}
-{{- if not .Values.operator.watchNamespaces }}true{{ end }}
-{{- end }}
 
 {{/* cdb-operator's arguments: kopf's health endpoint and the namespaces to watch. */}}
 {{- define "cdb.operatorArgs" -}}
 - --liveness=http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+{{- if gt (int .Values.operator.metricsPort) 0 }}
+{{- if eq (int .Values.operator.metricsPort) (int .Values.operator.healthPort) }}
+{{- fail "operator.metricsPort must differ from operator.healthPort" }}
+{{- end }}
+- --metrics-port={{ .Values.operator.metricsPort }}
+{{- end }}
+{{- if .Values.operator.verbose }}
+- --verbose
+{{- end }}
 {{- if .Values.operator.watchNamespaces }}
 {{- range .Values.operator.watchNamespaces }}
 - --namespace={{ . }}
