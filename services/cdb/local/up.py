@@ -149,6 +149,7 @@ class Up:
             if (k.startswith("REDIS_") and self.servers.redis_private)
             or (k.startswith("POSTGRES_") and self.servers.postgres_private)
         }
+        rs = self.servers.redis_server
         path = self.data_dir / SESSION_FILE
         path.write_text(
             json.dumps(
@@ -157,6 +158,7 @@ class Up:
                     "started_at": int(time.time()),
                     "http_ports": self.ports,
                     "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
+                    "redis_pid": rs.proc.pid if rs is not None and rs.proc else None,
                     "servers": private,  # only private servers: external ones come from env
                     "logs": str(self.data_dir / "logs"),
                 },
@@ -266,7 +268,7 @@ class Up:
             self._resolve_ports()
         except SetupError as exc:
             return self.fail(str(exc))
-        self.servers = Servers(self.data_dir, redis_private, pg_private, dict(os.environ))
+        self.servers = Servers(self.data_dir, redis_private, pg_private, base_env=dict(os.environ))
         snap: Snapshot | None = None
         try:
             self.say("starting servers…")

@@ -1,0 +1,236 @@
+"""``cdb up`` and ``cdb status`` as real commands: private servers, named servers, a service that
+dies, Ctrl-C, and the messages a person gets when something is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from helpers import wait_until
+
+from cdb.local import plan, render
+from cdb.local.snapshot import ServiceView, Snapshot
+from cdb.localservers import PostgresServer
+from cdb.settings import PostgresSettings
+
+
+def tempdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)  # as root, PostgreSQL runs as 'postgres', which must enter it
+    return path
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This environment without any server or port the developer may have set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "POSTGRES_"))}
+    return {**env, **extra}
+
+
+class Command:
+    """A ``cdb`` command running in the background, its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], out: Path) -> None:
+        self.out = out
+        with out.open("wb") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cdb", *args], env=env, stdout=f, stderr=subprocess.STDOUT
+            )
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait(self, timeout: float = 120) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cdb(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cdb", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def up_dir() -> Iterator[Path]:
+    path = tempdir("cdb-up-")
+    yield path / "data"
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+def test_children_always_paper_trade_without_exchange_keys():
+    base = {
+        "MEXC_API_KEY": "k3y-k3y",
+        "MEXC_API_SECRET": "s3cr3t",
+        "TRADING_MODE": "live",
+        "SIGNAL_COOLDOWN_S": "5",
+        "PATH": "/bin",
+    }
+    env = plan.child_env(base, "execution", 8003, {"REDIS_HOST": "127.0.0.1"}, "synthetic")
+    assert env["TRADING_MODE"] == "paper"
+    assert "MEXC_API_KEY" not in env and "MEXC_API_SECRET" not in env
+    assert env["SIGNAL_COOLDOWN_S"] == "5"  # the developer's value wins over the local default
+    assert env["FEED_SYNTHETIC_PERIOD_S"] == plan.LOCAL_DEFAULTS["FEED_SYNTHETIC_PERIOD_S"]
+    assert env["HTTP_PORT"] == "8003" and env["HTTP_HOST"] == "127.0.0.1"
+    assert env["REDIS_HOST"] == "127.0.0.1" and env["FEED_SOURCE"] == "synthetic"
+    assert env["CDB_CONSUMER_NAME"] == "execution-local"
+
+
+def test_ports_and_what_fresh_may_delete(tmp_path):
+    assert plan.ports_for(8000) == plan.DEFAULT_PORTS
+    assert plan.ports_for(9000)["notifier"] == 9005
+    assert plan.looks_like_data_dir(tmp_path / "missing")
+    (tmp_path / "up.lock").touch()
+    assert plan.looks_like_data_dir(tmp_path)
+    (tmp_path / "thesis.tex").touch()
+    assert not plan.looks_like_data_dir(tmp_path)
+    (tmp_path / "pg").mkdir()
+    assert plan.looks_like_data_dir(tmp_path)
+
+
+def test_breaker_and_service_texts():
+    assert render.breaker_text({}) == "unknown (risk has not reported)"
+    assert render.breaker_text({"engaged": "0"}) == "off"
+    text = render.breaker_text({"engaged": "1", "drawdown": "1", "manual": "0", "reason": "-5 %"})
+    assert text == "ENGAGED (drawdown): -5 %"
+    view = ServiceView("risk", 8002, "unavailable", ["postgres unreachable"])
+    assert render.service_state(view) == "unavailable: postgres unreachable"
+    assert render.service_state(view, exited=2) == "EXITED (code 2)"
+    snap = Snapshot(counts={"signals": 3, "orders": 2, "fills": 2})
+    assert render.headline(snap, "USDT").startswith("signals 3 | orders 2 | fills 2 |")
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_missing_binaries_say_what_to_install(up_dir):
+    # Only Python's own directory on PATH: no redis-server to be found.
+    env = base_env(PATH=str(Path(sys.executable).parent))
+    done = cdb(["up", "--data-dir", str(up_dir), "--http-port-base", "0"], env)
+    assert done.returncode == 1
+    assert "missing: redis-server" in done.stderr
+    assert "apt-get install -y redis-server postgresql-15" in done.stderr
+    assert not (up_dir / "redis").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to the postgres user")
+def test_as_root_a_data_dir_postgres_cannot_enter_is_refused_with_the_fix():
+    private = tempdir("cdb-private-")
+    private.chmod(0o700)
+    data = private / "inner" / "data"
+    done = cdb(["up", "--data-dir", str(data), "--http-port-base", "0"], base_env())
+    assert done.returncode == 1
+    assert f"cannot enter {private}" in done.stderr
+    assert f"chmod o+x {private}" in done.stderr
+    assert "--data-dir" in done.stderr
+    assert not (data / "pg" / "pgdata").exists()
+
+
+def test_private_servers_status_and_a_clean_ctrl_c(up_dir):
+    env = base_env()
+    up = Command(
+        ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--refresh", "1"],
+        env,
+        up_dir.parent / "up.out",
+    )
+    try:
+        session = up_dir / "up.json"
+        wait_until(session.exists, timeout=120, message=f"up.json (output: {up.out})")
+        info = json.loads(session.read_text())
+        assert set(info["http_ports"]) == set(plan.DEFAULT_PORTS)
+        assert info["servers"]["POSTGRES_HOST"] == "127.0.0.1"
+        assert oct(session.stat().st_mode & 0o777) == "0o600"
+
+        def status_ok():
+            done = cdb(["status", "--data-dir", str(up_dir)], env)
+            return done.returncode == 0 and done
+
+        done = wait_until(status_ok, timeout=90, interval=1, message="cdb status: all healthy")
+        for name in plan.DEFAULT_PORTS:
+            assert f"{name:<12} {info['http_ports'][name]:>5}  ok" in done.stdout
+        assert "latest signals" in done.stdout and "latest risk events" in done.stdout
+
+        second = cdb(["up", "--data-dir", str(up_dir), "--http-port-base", "0"], env)
+        assert second.returncode == 1
+        assert "another cdb up is running" in second.stderr
+
+        up.proc.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0, up.text()
+        output = up.text()
+        assert "stopping services…" in output and output.rstrip().endswith("stopped.")
+        assert "EXITED" not in output
+        for name, pid in info["pids"].items():
+            assert not alive(pid), f"{name} still runs"
+        assert not (up_dir / "pg" / "pgdata" / "postmaster.pid").exists()
+        assert not session.exists()
+        assert not alive(info["redis_pid"])
+        for name in plan.DEFAULT_PORTS:
+            log = (up_dir / "logs" / f"{name}.log").read_text()
+            assert f"{name} stopped" in log, name  # a graceful stop, not a kill
+    finally:
+        cleanup(up, info, up_dir)
+
+
+def cleanup(up: Command, info: dict | None, up_dir: Path) -> None:
+    """After a failure: stop what this test started, by process id."""
+    if up.proc.poll() is None:
+        up.proc.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+    for pid in [*((info or {}).get("pids") or {}).values(), (info or {}).get("redis_pid")]:
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    if (up_dir / "pg" / "pgdata" / "postmaster.pid").exists():
+        PostgresServer(up_dir / "pg").stop("immediate")
+
+
+def test_named_servers_are_used_and_a_dying_service_is_reported(up_dir, redis_env, pg_env):
+    # SIGNAL_THRESHOLD_PCT=0 is a bad setting: the signal engine exits 2 at start.
+    env = base_env(**redis_env, **pg_env, SIGNAL_THRESHOLD_PCT="0")
+    done = cdb(
+        ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--duration", "8"],
+        env,
+        timeout=180,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "(from REDIS_HOST)" in done.stdout and "(from POSTGRES_HOST" in done.stdout
+    assert not (up_dir / "redis").exists() and not (up_dir / "pg").exists()
+    assert "signal exited with code 2 and is NOT restarted" in done.stderr
+    assert "SIGNAL_THRESHOLD_PCT must be > 0" in done.stderr  # the tail of its log
+    assert "EXITED (code 2)" in done.stdout
+    dsn = PostgresSettings(**pg_env).postgres_dsn()
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM strategy_params")  # migrated
+        assert cur.fetchone()[0] > 0
+    conn.close()
