@@ -162,6 +162,7 @@ def test_private_servers_status_and_a_clean_ctrl_c(up_dir):
         env,
         up_dir.parent / "up.out",
     )
+    info: dict | None = None
     try:
         session = up_dir / "up.json"
         wait_until(session.exists, timeout=120, message=f"up.json (output: {up.out})")
