@@ -1,0 +1,351 @@
+"""Dockerfile.base, .dockerignore and kind-config.yaml, checked without a Docker engine.
+
+No container engine runs here, so the Dockerfile is parsed and its rules checked (base
+image, stages, user, HEALTHCHECK, no caches or compilers in the final image), the
+.dockerignore is evaluated with Docker's matching rules against real paths, and the
+HEALTHCHECK script embedded in the Dockerfile is extracted and run for real against a local
+HTTP server and real processes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from k8s_tools import REPO
+
+DOCKERFILE = REPO / "Dockerfile.base"
+
+
+@dataclass
+class Instruction:
+    name: str
+    args: str
+    heredocs: list[str] = field(default_factory=list)
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined and heredoc bodies attached."""
+    lines = text.splitlines()
+    out: list[Instruction] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        while line.endswith("\\") and i < len(lines):
+            nxt = lines[i]
+            i += 1
+            if nxt.lstrip().startswith("#"):
+                continue
+            line = line[:-1] + " " + nxt.strip()
+        name, _, args = line.strip().partition(" ")
+        inst = Instruction(name.upper(), args.strip())
+        for marker in re.findall(r"<<-?['\"]?(\w+)['\"]?", args):
+            body: list[str] = []
+            while i < len(lines) and lines[i] != marker:
+                body.append(lines[i])
+                i += 1
+            i += 1  # the terminator
+            inst.heredocs.append("\n".join(body) + "\n")
+        out.append(inst)
+    return out
+
+
+def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
+    result: list[list[Instruction]] = []
+    for inst in instructions:
+        if inst.name == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(inst)
+    return result
+
+
+INSTRUCTIONS = parse_dockerfile(DOCKERFILE.read_text())
+STAGES = stages(INSTRUCTIONS)
+FINAL = STAGES[-1]
+
+
+def all_of(name: str, stage: list[Instruction] = INSTRUCTIONS) -> list[Instruction]:
+    return [i for i in stage if i.name == name]
+
+
+def healthcheck_script() -> str:
+    for inst in all_of("COPY", FINAL):
+        if "cdb-healthcheck" in inst.args and inst.heredocs:
+            return inst.heredocs[0]
+    raise AssertionError("no cdb-healthcheck heredoc in the final stage")
+
+
+# -- the Dockerfile --------------------------------------------------------------------------
+
+
+def test_base_image_is_python_311_slim_for_every_stage():
+    args = {
+        a.args.split("=", 1)[0]: a.args.split("=", 1)[1]
+        for a in INSTRUCTIONS
+        if a.name == "ARG" and "=" in a.args
+    }
+    assert args["PYTHON_IMAGE"].startswith("python:3.11-slim")
+    for stage in STAGES:
+        assert stage[0].args.split()[0] == "${PYTHON_IMAGE}"
+
+
+def test_multi_stage_final_copies_only_the_virtualenv():
+    assert len(STAGES) >= 2
+    build_name = STAGES[0][0].args.split()[-1]
+    copies = all_of("COPY", FINAL)
+    from_build = [c for c in copies if c.args.startswith(f"--from={build_name}")]
+    assert [c.args.split()[-2:] for c in from_build] == [["/opt/venv", "/opt/venv"]]
+    # Nothing from the build context reaches the final image: its only other COPY is the
+    # healthcheck script written inline.
+    others = [c for c in copies if c not in from_build]
+    assert all(c.heredocs for c in others)
+
+
+def test_package_installed_once_without_cache_in_the_build_stage():
+    runs = " ".join(r.args for r in all_of("RUN"))
+    assert runs.count("pip install") == 1
+    pip_runs = [r for r in all_of("RUN", STAGES[0]) if "pip install" in r.args]
+    assert len(pip_runs) == 1 and "--no-cache-dir" in pip_runs[0].args
+    assert "-e " not in pip_runs[0].args and "--editable" not in pip_runs[0].args
+    envs = " ".join(e.args for e in all_of("ENV", STAGES[0]))
+    assert "PIP_NO_CACHE_DIR=1" in envs
+    # pip itself is removed from the virtualenv the final image gets.
+    assert "pip uninstall --yes pip" in pip_runs[0].args
+
+
+def test_final_stage_has_no_compiler_no_pip_and_no_apt_lists():
+    runs = [r.args for r in all_of("RUN", FINAL)]
+    text = " ".join(runs)
+    for tool in ("gcc", "g++", "build-essential", "make ", "clang", "pip install", "-dev "):
+        assert tool not in text, tool
+    for run in runs:
+        if "apt-get install" in run:
+            assert "--no-install-recommends" in run
+            assert "rm -rf /var/lib/apt/lists/*" in run  # in the same layer
+    # The backup tools the operator's CronJob runs from this image are installed.
+    assert "postgresql-client-15" in text and "redis-tools" in text
+
+
+def test_runs_as_uid_1000_and_the_command_chooses():
+    users = all_of("USER")
+    assert users and users[-1] in FINAL
+    assert users[-1].args.split(":")[0] == "1000"
+    useradd = " ".join(r.args for r in all_of("RUN", FINAL))
+    assert "--uid 1000" in useradd and "--gid 1000" in useradd
+    # No ENTRYPOINT: `cdb run <service>` and `cdb-operator` are both plain commands.
+    assert all_of("ENTRYPOINT") == []
+    cmd = all_of("CMD", FINAL)[-1]
+    assert cmd.args.startswith("[")
+
+
+def test_healthcheck_present_in_the_final_stage():
+    checks = all_of("HEALTHCHECK", FINAL)
+    assert len(checks) == 1
+    assert "CMD" in checks[0].args and "cdb-healthcheck" in checks[0].args
+    assert "--interval=" in checks[0].args and "--timeout=" in checks[0].args
+
+
+def test_healthcheck_script_compiles():
+    compile(healthcheck_script(), "cdb-healthcheck", "exec")
+
+
+# -- the healthcheck script, run for real ----------------------------------------------------
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(type(self).status if self.path in ("/health", "/healthz") else 404)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def health_server():
+    handler = type("Handler", (_Health,), {"status": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def script(tmp_path) -> Path:
+    path = tmp_path / "cdb-healthcheck"
+    path.write_text(healthcheck_script())
+    return path
+
+
+def run_check(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.fixture
+def fake_pid1():
+    """Start a process whose command line looks like the container's main program."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*argv: str) -> int:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        return proc.pid
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_healthcheck_passes_on_200_and_fails_on_503(script, health_server):
+    server, handler = health_server
+    url = f"http://127.0.0.1:{server.server_port}/health"
+    assert run_check(script, {"CDB_HEALTHCHECK_URL": url}).returncode == 0
+    handler.status = 503
+    assert run_check(script, {"CDB_HEALTHCHECK_URL": url}).returncode == 1
+
+
+def test_healthcheck_fails_when_nothing_listens(script):
+    proc = run_check(script, {"CDB_HEALTHCHECK_URL": "http://127.0.0.1:1/health"})
+    assert proc.returncode == 1
+
+
+def test_healthcheck_finds_the_service_port_from_the_command_line(script, health_server, fake_pid1):
+    server, handler = health_server
+    pid = fake_pid1("/opt/venv/bin/cdb", "run", "signal")
+    env = {"CDB_HEALTHCHECK_PID": str(pid), "HTTP_PORT": str(server.server_port)}
+    assert run_check(script, env).returncode == 0
+    handler.status = 503
+    assert run_check(script, env).returncode == 1
+
+
+def test_healthcheck_uses_the_operators_liveness_url(script, health_server, fake_pid1):
+    server, _ = health_server
+    pid = fake_pid1("cdb-operator", f"--liveness=http://0.0.0.0:{server.server_port}/healthz")
+    proc = run_check(script, {"CDB_HEALTHCHECK_PID": str(pid)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"127.0.0.1:{server.server_port}" in proc.stdout
+
+
+def test_healthcheck_has_nothing_to_probe_for_a_one_off_command(script, fake_pid1):
+    pid = fake_pid1("cdb", "backup", "/tmp/x")
+    proc = run_check(script, {"CDB_HEALTHCHECK_PID": str(pid)})
+    assert proc.returncode == 0
+    assert "nothing to probe" in proc.stdout
+
+
+# -- .dockerignore -----------------------------------------------------------------------------
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"  # "**/x" matches x at any depth, the top included
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + "$")
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    ignored = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = raw[1:] if negate else raw
+        pattern = pattern.strip("/")
+        regex = _pattern_regex(pattern)
+        if any(regex.match(p) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_dockerignore_sends_only_the_package_sources():
+    patterns = dockerignore_patterns()
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "services/cdb/runtime.py",
+        "services/cdb/db/migrations/0001_initial.sql",
+        "operator/cdb_operator/main.py",
+    ]
+    for path in needed:
+        assert (REPO / path).exists(), path
+        assert not dockerignored(path, patterns), path
+    for path in (
+        ".git/HEAD",
+        ".cache/k8s-tools/2.2.2/helm",
+        "tests/conftest.py",
+        "charts/claire-de-binare/values.yaml",
+        "services/cdb/__pycache__/runtime.cpython-311.pyc",
+        "claire_de_binare.egg-info/PKG-INFO",
+        ".env",
+        "Dockerfile.base",
+    ):
+        assert dockerignored(path, patterns), path
+
+
+def test_everything_the_dockerfile_copies_is_in_the_context():
+    patterns = dockerignore_patterns()
+    for inst in all_of("COPY", STAGES[0]):
+        sources = [a for a in shlex.split(inst.args) if not a.startswith("--")][:-1]
+        for src in sources:
+            assert (REPO / src).exists(), src
+            assert not dockerignored(src.rstrip("/"), patterns), src
+
+
+# -- kind-config.yaml ------------------------------------------------------------------------
+
+
+def test_kind_config_is_a_control_plane_and_a_worker():
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    assert config["kind"] == "Cluster"
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker"]
+    mappings = [m for n in config["nodes"] for m in n.get("extraPortMappings", [])]
+    assert len({m["hostPort"] for m in mappings}) == len(mappings)
+    for m in mappings:
+        assert 30000 <= m["containerPort"] <= 32767  # NodePorts
+        assert m["listenAddress"] == "127.0.0.1"  # not exposed beyond the laptop
