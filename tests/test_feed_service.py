@@ -10,7 +10,10 @@ from helpers import ServiceProcess, wait_until
 
 from cdb.events import MarketData, parse_event
 from cdb.feed.replay import read_files, sample_path
+from cdb.feed.service import build_source
+from cdb.feed.settings import FeedSettings
 from cdb.feed.sources import ReplaySource, SyntheticSource
+from cdb.settings import SettingsError, load_settings
 
 
 def _stream(client) -> list:
@@ -79,47 +82,63 @@ def test_synthetic_runs_until_stopped_with_the_generators_numbers(
 
 
 @pytest.mark.parametrize(
-    ("env", "line"),
+    ("env", "message"),
     [
-        (
-            {"FEED_INTERVAL": "1h"},
-            "configuration error: SIGNAL_LOOKBACK_MIN=15 is not a whole number of 1h candles",
-        ),
+        ({"FEED_INTERVAL": "1h"}, "SIGNAL_LOOKBACK_MIN=15 is not a whole number of 1h candles"),
         (
             {"FEED_SOURCE": "replay", "FEED_REPLAY_FILES": "/nonexistent.csv"},
-            "configuration error: FEED_REPLAY_FILES: /nonexistent.csv: cannot open: "
-            "No such file or directory",
+            "FEED_REPLAY_FILES: /nonexistent.csv: cannot open: No such file or directory",
         ),
         (
             {"SYMBOLS": "BTC/USDT"},
-            "configuration error: SYMBOLS must be symbols like BTC_USDT, not BTC/USDT, got BTC/USDT",
+            "SYMBOLS must be symbols like BTC_USDT, not BTC/USDT, got BTC/USDT",
         ),
         (
-            {"FEED_SOURCE": "paper"},
-            "configuration error: FEED_SOURCE must be one of 'synthetic', 'replay' or 'live', "
-            "got paper",
+            {"FEED_SOURCE": "live", "EXCHANGE_ID": "nosuchexchange"},
+            "EXCHANGE_ID ccxt has no exchange 'nosuchexchange'",
         ),
+        ({"FEED_SYNTHETIC_PERIOD_S": "-1"}, "FEED_SYNTHETIC_PERIOD_S must be >= 0, got -1"),
     ],
 )
-def test_bad_feed_settings_exit_2_with_one_line(redis_env, tmp_path, env, line):
-    proc = ServiceProcess("feed", {**redis_env, **env}, tmp_path)
+def test_bad_feed_settings_are_one_line(clean_env, monkeypatch, env, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as info:
+        build_source(load_settings(FeedSettings))
+    assert info.value.message == message
+
+
+def test_live_source_is_built_without_touching_the_network(clean_env, monkeypatch):
+    monkeypatch.setenv("FEED_SOURCE", "live")
+    monkeypatch.setenv("TOP_MOVERS", "5")
+    source = build_source(load_settings(FeedSettings))
+    assert source.name == "live" and source.top_movers == 5
+    assert source.status()["exchange_status"] == "unknown"
+
+
+def test_a_bad_setting_stops_the_process_with_exit_2_and_one_line(redis_env, tmp_path):
+    proc = ServiceProcess("feed", {**redis_env, "FEED_SOURCE": "paper"}, tmp_path)
     proc.start(wait_healthy=False)
     assert proc.proc.wait(timeout=30) == 2
-    assert [x for x in proc.log().splitlines() if x.strip()] == [line]
+    assert [x for x in proc.log().splitlines() if x.strip()] == [
+        "configuration error: FEED_SOURCE must be one of 'synthetic', 'replay' or 'live', got paper"
+    ]
 
 
 def test_replay_loses_nothing_across_a_redis_outage(own_redis, tmp_path):
     env = {
         **own_redis.env(),
         "FEED_SOURCE": "replay",
-        "FEED_REPLAY_SPEED": "1200",
+        "FEED_REPLAY_SPEED": "3000",
         "FEED_REPLAY_AT_END": "idle",
     }
     client = redis.Redis(port=own_redis.port)
     proc = ServiceProcess("feed", env, tmp_path).start()
     try:
         wait_until(lambda: client.xlen("market_data") >= 60, message="some events")
+        before = client.xlen("market_data")
         own_redis.stop()
+        assert before < 600  # the outage falls in the middle of the replay
         time.sleep(2)  # the replay clock runs on while Redis is away
         own_redis.start()
         client = redis.Redis(port=own_redis.port)
