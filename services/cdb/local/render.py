@@ -132,9 +132,11 @@ def table(
     exited: dict[str, int],
     quote: str,
     where: str,
+    live: bool = True,
 ) -> str:
-    """The live summary of ``cdb up``, redrawn in place on a terminal."""
-    out = [f"cdb up · {_duration(elapsed)} · paper trading · {where} · Ctrl-C stops", ""]
+    """The live summary of ``cdb up``, redrawn in place on a terminal (``live``)."""
+    hint = " · Ctrl-C stops" if live else " · stopped"
+    out = [f"cdb up · {_duration(elapsed)} · paper trading · {where}{hint}", ""]
     out.append(f"{'service':<12} {'port':>5}  {'state':<26} detail")
     for name in DISPLAY_ORDER:
         view = snap.services.get(name, ServiceView(name, ports.get(name)))

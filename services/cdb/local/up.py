@@ -215,7 +215,13 @@ class Up:
         elapsed = time.monotonic() - self.started
         if self.tty or final:
             text = render.table(
-                snap, dict(self.ports), elapsed, self.exited, self.quote, f"data {self.data_dir}"
+                snap,
+                dict(self.ports),
+                elapsed,
+                self.exited,
+                self.quote,
+                f"data {self.data_dir}",
+                live=not final,
             )
             if self.notes:
                 text += "\n\n" + "\n".join(self.notes[-3:])
