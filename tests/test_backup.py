@@ -8,6 +8,10 @@ independent fingerprint of every table (md5 of its rows ordered by primary key).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -292,3 +296,51 @@ def test_restore_of_a_directory_picks_the_newest_complete_backup(pg_server, pg_e
 def test_restore_of_an_empty_directory_is_a_clear_error(pg_env, tmp_path):
     with pytest.raises(BackupError, match="no complete backup in"):
         restore_backup(settings_for(pg_env), tmp_path)
+
+
+def test_an_unusable_output_directory_is_one_clear_line(pg_env, tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    done = cdb(["backup", "--output", str(not_a_dir)], pg_env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"cdb backup: failed: cannot create {not_a_dir}")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def waiting_dumps(env) -> int:
+    with psycopg2.connect(settings_for(env).postgres_dsn()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdb-backup'"
+            " AND wait_event_type = 'Lock'"
+        )
+        return cur.fetchone()[0]
+
+
+def test_sigterm_mid_dump_keeps_nothing_and_leaves_no_pg_dump(pg_env, out):
+    """A CronJob pod being stopped: the partial backup goes, the good ones stay."""
+    seed(pg_env, n=3)
+    assert cdb(["backup", "--output", str(out)], pg_env).returncode == 0
+    good = listing(out)
+    env = {**os.environ, **pg_env}
+    with psycopg2.connect(settings_for(pg_env).postgres_dsn()) as conn, conn.cursor() as cur:
+        cur.execute("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")  # pg_dump will wait on it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cdb", "backup", "--output", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: waiting_dumps(pg_env) == 1, message="pg_dump waiting on the lock")
+            assert any(n.startswith(".partial-") for n in listing(out))
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        conn.rollback()
+    assert proc.returncode == 143
+    assert stderr.strip() == "cdb backup: stopped by SIGTERM; nothing was kept"
+    assert listing(out) == good
+    wait_until(lambda: waiting_dumps(pg_env) == 0, message="pg_dump gone")

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import psycopg2
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from cdb.backup.tools import BackupError, redact
+from cdb.backup.tools import BackupError, last_line, redact
 from cdb.settings import SettingsError, load_settings
 
 S = TypeVar("S", bound=BaseSettings)
@@ -69,6 +70,11 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _failed(command: str, message: str, secrets: list[str]) -> int:
+    print(f"cdb {command}: failed: {redact(message, secrets)}", file=sys.stderr, flush=True)
+    return 1
+
+
 def run_command(command: str, settings_classes: list[type[BaseSettings]], body: Callable) -> int:
     """Load settings, run ``body(*settings)``, and turn every failure into one stderr line.
 
@@ -84,8 +90,12 @@ def run_command(command: str, settings_classes: list[type[BaseSettings]], body: 
         with sigterm_unwinds():
             line = body(*settings)
     except BackupError as exc:
-        print(f"cdb {command}: failed: {redact(str(exc), secrets)}", file=sys.stderr, flush=True)
-        return 1
+        return _failed(command, str(exc), secrets)
+    except OSError as exc:  # a full disk, a directory we may not write
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _failed(command, f"{exc.strerror or exc}{where}", secrets)
+    except psycopg2.Error as exc:  # one not already explained by the code that met it
+        return _failed(command, f"PostgreSQL: {last_line(str(exc))}", secrets)
     except Interrupted:
         print(f"cdb {command}: stopped by SIGTERM; nothing was kept", file=sys.stderr, flush=True)
         return 143
