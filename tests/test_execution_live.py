@@ -312,3 +312,23 @@ def _env(ledger: Ledger) -> dict[str, str]:
         "POSTGRES_PASSWORD": s.POSTGRES_PASSWORD.get_secret_value() if s.POSTGRES_PASSWORD else "",
         "POSTGRES_DB": s.POSTGRES_DB,
     }
+
+
+def test_no_code_path_can_withdraw():
+    """No attribute, call or name containing 'withdraw' in the exchange and execution code."""
+    import ast
+    from pathlib import Path
+
+    import cdb.exchange
+    import cdb.execution
+
+    found = []
+    for package in (cdb.exchange, cdb.execution):
+        for path in Path(package.__path__[0]).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                name = getattr(node, "attr", None) or getattr(node, "id", None)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    name = node.value if " " not in node.value else None  # getattr(x, "...")
+                if name and "withdraw" in name.lower():
+                    found.append(f"{path.name}: {name}")
+    assert found == []

@@ -6,6 +6,11 @@ while the key still holds its own token (a Lua compare-and-set). A second copy
 cannot take the key until the holder stops refreshing it: it waits in standby and
 says so in ``/health``. A holder that loses the key (it stalled past the TTL)
 stops sending at once.
+
+One shortcut, for the common crash-and-restart on one machine: a token names its
+host and process id, and a copy on the *same host* may take the key from a holder
+whose process no longer exists (a dead process cannot be executing). Anywhere
+else (another pod, a live or unknown process) only the TTL frees the key.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+_REPLACE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return false
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -47,6 +58,11 @@ class SingleWriterLock:
         if self.held:
             return self.refresh()
         self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        if not self.held:
+            holder = self.holder()
+            if holder is not None and holder_is_dead(holder):
+                replaced = self.client.eval(_REPLACE, 1, self.key, holder, self.token, self.ttl_ms)
+                self.held = bool(replaced)
         return self.held
 
     def refresh(self) -> bool:
@@ -63,3 +79,20 @@ class SingleWriterLock:
     def holder(self) -> str | None:
         value = self.client.get(self.key)
         return value.decode() if isinstance(value, bytes) else value
+
+
+def holder_is_dead(token: str) -> bool:
+    """True only for a token of a process on this host that no longer exists."""
+    parts = token.split("/")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
