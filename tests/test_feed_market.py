@@ -381,6 +381,13 @@ def test_live_source_follows_the_top_movers():
     events = source.poll((T0 + 16 * MIN + 30_000) / 1000).events
     assert [e.symbol for e in events if isinstance(e, MarketData)] == ["ETH_USDT"]
     assert adapter.calls("/klines")[0]["symbol"] == "ETHUSDT"
+    # BTC overtakes ETH: the next refresh switches symbols and forgets ETH's candles
+    adapter.routes["/api/v3/ticker/24hr"] = [
+        (200, [ticker("BTCUSDT", "0.2", "9e9"), ticker("ETHUSDT", "0.08", "9e9")])
+    ]
+    events = source.poll((T0 + 16 * MIN + 30_000) / 1000 + 301).events
+    assert [e.symbol for e in events if isinstance(e, MarketData)] == ["BTC_USDT"]
+    assert set(source.windows) == {"BTC_USDT"}
 
 
 def test_reachability_is_pure_and_clocked():

@@ -148,6 +148,9 @@ class LiveSource:
         self._movers_at = now
         if movers != self.symbols:
             log.info("top %d movers: %s", self.top_movers, ",".join(movers))
+        for gone in set(self.windows) - set(movers):  # keep memory bounded by N
+            del self.windows[gone]
+            self.published_open_ms.pop(gone, None)
         self.symbols = movers
         return self.reach.success(now)
 
