@@ -152,9 +152,10 @@ class FeedService(Service):
     def status(self) -> dict[str, Any]:
         return {
             "source": self.source.name,
-            "published": self.published,
+            # copies: the HTTP thread serialises while the loop adds symbols
+            "published": dict(self.published),
             "unpublished": len(self.pending),
-            "last_market_data": self.last_market_data,
+            "last_market_data": dict(self.last_market_data),
             **self.source.status(),
         }
 

@@ -34,7 +34,7 @@ class SignalEngine:
 
     @property
     def signals_generated(self) -> int:
-        return sum(self.generated.values())
+        return sum(list(self.generated.values()))  # list(): one step, safe across threads
 
     def evaluate(self, event: Event) -> list[Signal]:
         """Signals for one event; anything but ``market_data`` (e.g. ``market_status``) is ignored."""
