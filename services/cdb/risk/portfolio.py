@@ -17,7 +17,8 @@ from cdb.events import OrderResult, stable_id
 
 #: Quantities below this are dust: the position is treated as closed.
 DUST = 1e-12
-FINAL = frozenset({"FILLED", "REJECTED", "ERROR", "CANCELLED"})
+#: Statuses after which an order changes no more (execution never updates a final row).
+FINAL = frozenset({"FILLED", "PARTIALLY_FILLED", "REJECTED", "ERROR", "CANCELLED"})
 FAILED = frozenset({"REJECTED", "ERROR", "CANCELLED"})
 
 
@@ -125,7 +126,11 @@ class Portfolio:
 
     def apply(self, result: OrderResult, stop_loss_pct: float) -> FillApplied | None:
         """Apply what is new in ``result``; a redelivered or already reflected one adds nothing."""
+        fill = self._fill(result, stop_loss_pct)
         self._settle_pending(result)
+        return fill
+
+    def _fill(self, result: OrderResult, stop_loss_pct: float) -> FillApplied | None:
         done_qty, done_fee = self.applied.get(result.client_id, (0.0, 0.0))
         delta = result.filled_quantity - done_qty
         if delta <= DUST or result.avg_price <= 0:
@@ -138,8 +143,7 @@ class Portfolio:
         if result.side == "BUY":
             self.cash -= delta * price + fee
             if pos is None:
-                stop = price * (1 - stop_loss_pct / 100.0)
-                pos = Position(result.symbol, 0.0, price, stop, result.timestamp)
+                pos = Position(result.symbol, 0.0, price, None, result.timestamp)
                 self.positions[result.symbol] = pos
                 opened = True
             total = pos.quantity + delta
@@ -150,7 +154,7 @@ class Portfolio:
             self.cash += delta * price - fee
             if pos is not None:
                 pos.quantity -= delta
-                if pos.quantity <= DUST:
+                if pos.quantity <= DUST * max(1.0, pos.quantity + delta):
                     del self.positions[result.symbol]
                     closed = True
         return FillApplied(
@@ -158,7 +162,9 @@ class Portfolio:
         )
 
     def _settle_pending(self, result: OrderResult) -> None:
-        """A final result ends the reservation; a failed exit moves the position to a new id."""
+        """A final result ends the reservation; an exit that left the position open (failed
+        or partly filled) moves the position to a new closing id, since a client_id is
+        never sent twice."""
         entry = self.entries.get(result.client_id)
         if entry is not None:
             entry.filled = max(entry.filled, result.filled_quantity)
@@ -170,5 +176,5 @@ class Portfolio:
             if result.status in FINAL:
                 del self.exits[result.symbol]
                 pos = self.positions.get(result.symbol)
-                if result.status in FAILED and pos is not None:
+                if pos is not None:
                     pos.exit_attempt += 1

@@ -23,14 +23,15 @@ from psycopg2.extras import Json
 
 from cdb.db.connect import connect
 from cdb.risk.breaker import Breaker
-from cdb.risk.portfolio import FAILED, PendingOrder, Portfolio, Position
+from cdb.risk.portfolio import FINAL, PendingOrder, Portfolio, Position
 from cdb.risk.settings import RiskSettings
 from cdb.runtime import TransientError
 
 log = logging.getLogger(__name__)
 
 SERVICE = "risk"
-IN_FLIGHT = ("NEW", "SENT")
+#: Orders execution has recorded but not finished (UNKNOWN waits for a person).
+IN_FLIGHT = ("NEW", "SENT", "UNKNOWN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,7 @@ def _load(cur, settings: RiskSettings, now: int) -> Loaded:
         "SELECT o.symbol, count(*) FROM orders o JOIN positions p ON p.symbol = o.symbol"
         " WHERE o.side = 'SELL' AND o.status = ANY(%s) AND o.ts >= coalesce(p.opened_ts, 0)"
         " GROUP BY o.symbol",
-        (sorted(FAILED),),
+        (sorted(FINAL),),
     )
     for symbol, failed in cur.fetchall():
         if symbol in book.positions:
