@@ -27,6 +27,7 @@ from test_execution_helpers import (
 )
 
 from cdb.exchange.paper import FAULT_KEY
+from cdb.execution import resolve
 from cdb.execution.lock import LOCK_KEY
 from cdb.execution.service import PAUSED_KEY
 
@@ -122,20 +123,16 @@ def test_paper_fill_math_and_rejections(service, redis_client, pg_env):
     assert cash(pg_env) == pytest.approx(before)
     assert position(pg_env)[0] == pytest.approx(6)
     assert sql(pg_env, "SELECT count(*) FROM trades")[0][0] == 2
-    statuses = dict(sql(pg_env, "SELECT client_id, status FROM orders"))
+    # no market price seen for ETH_USDT yet: the order's reference price is the basis
+    bus.publish(order("eth-no-md", "BUY", 1, price=50.0, symbol="ETH_USDT"))
+    assert one_result(redis_client, "eth-no-md").avg_price == pytest.approx(50.25)
+    statuses = dict(sql(pg_env, "SELECT client_id, status FROM orders WHERE symbol = 'BTC_USDT'"))
     assert statuses == {
         "buy-1": "FILLED",
         "sell-1": "FILLED",
         "buy-too-big": "REJECTED",
         "sell-too-big": "REJECTED",
     }
-
-
-def test_reference_price_is_used_before_any_market_data(service, redis_client, pg_env):
-    service()
-    publisher(redis_client).publish(order("no-md", "BUY", 1, price=50.0))
-    result = one_result(redis_client, "no-md")
-    assert result.status == "FILLED" and result.avg_price == pytest.approx(50.25)
 
 
 def test_same_entry_delivered_twice_fills_once(service, redis_client, pg_env):
@@ -182,7 +179,9 @@ def test_sigkill_between_read_and_ack_then_restart_fills_once(service, redis_cli
     assert len(results(redis_client, "kill-1")) == 1
 
 
-def test_unknown_order_at_start_fails_closed_until_resolved(service, env, redis_client, pg_env):
+def test_unknown_order_at_start_fails_closed_until_resolved(
+    service, env, redis_client, pg_env, monkeypatch, capsys
+):
     sql(
         pg_env,
         "INSERT INTO orders (client_id, ts, symbol, side, quantity, price, status, mode) "
@@ -206,21 +205,13 @@ def test_unknown_order_at_start_fails_closed_until_resolved(service, env, redis_
     assert refused.status == "REJECTED" and "fail-closed" in refused.error
     assert sql(pg_env, "SELECT count(*) FROM trades")[0][0] == 0
 
-    full_env = {**os.environ, **env}
-    listed = run_cdb(full_env, "--list", module="cdb.execution.resolve")
-    assert listed.returncode == 0 and "lost-live-1" in listed.stdout
-    bad = run_cdb(full_env, "lost-live-1", "--status", "FILLED", module="cdb.execution.resolve")
-    assert bad.returncode == 2  # a fill without quantity and price is refused
-    done = run_cdb(
-        full_env,
-        "lost-live-1",
-        "--status",
-        "CANCELLED",
-        "--note",
-        "not on MEXC",
-        module="cdb.execution.resolve",
-    )
-    assert done.returncode == 0, done.stderr
+    for key, value in env.items():  # the resolve command, in-process, same environment
+        monkeypatch.setenv(key, value)
+    assert resolve.main(["--list"]) == 0
+    assert "lost-live-1" in capsys.readouterr().out
+    assert resolve.main(["lost-live-1", "--status", "FILLED"]) == 2  # no quantity, no price
+    assert resolve.main(["while-closed", "--status", "CANCELLED"]) == 1  # not UNKNOWN
+    assert resolve.main(["lost-live-1", "--status", "CANCELLED", "--note", "not on MEXC"]) == 0
     assert one_result(redis_client, "lost-live-1").status == "CANCELLED"
     wait_until(lambda: proc.health()[0] == 200, message="healthy after the resolution")
     bus.publish(order("after-resolve", "BUY", 1))
@@ -261,18 +252,26 @@ def test_single_writer_lock(service, redis_client, pg_env):
     assert redis_client.get(LOCK_KEY) is None  # released at a graceful stop
 
 
-@pytest.mark.parametrize(
-    ("kind", "remaining"), [("timeout_after_fill", 1), ("error", 5), ("rate_limit", 2)]
-)
-def test_fault_switch_never_fills_twice(service, redis_client, pg_env, kind, remaining):
-    service(EXCHANGE_RETRIES="2")
-    redis_client.hset(FAULT_KEY, mapping={"kind": kind, "remaining": remaining})
+def test_fault_switch_never_fills_twice(service, redis_client, pg_env):
+    proc = service(EXCHANGE_RETRIES="2")
     bus = publisher(redis_client)
     bus.publish(tick("BTC_USDT", 100.0))
-    bus.publish(order("fault-1", "BUY", 2))
-    result = one_result(redis_client, "fault-1")
-    assert result.status == "FILLED"
-    assert int(redis_client.hget(FAULT_KEY, "remaining")) == 0  # every fault was hit
-    assert sql(pg_env, "SELECT count(*) FROM trades WHERE client_id = 'fault-1'")[0][0] == 1
-    assert position(pg_env)[0] == pytest.approx(2)
-    assert len(results(redis_client, "fault-1")) == 1
+    held = 0.0
+    for kind, remaining in (
+        ("timeout_after_fill", 1),
+        ("error", 5),
+        ("rate_limit", 2),
+        ("timeout", 1),
+    ):
+        client_id = f"fault-{kind}".replace("_", "-")
+        redis_client.hset(FAULT_KEY, mapping={"kind": kind, "remaining": remaining, "delay_s": 0.2})
+        bus.publish(order(client_id, "BUY", 2))
+        result = one_result(redis_client, client_id)
+        held += 2
+        assert result.status == "FILLED", kind
+        assert int(redis_client.hget(FAULT_KEY, "remaining")) <= 0, kind  # every fault was hit
+        trades = sql(pg_env, "SELECT count(*) FROM trades WHERE client_id = %s", (client_id,))
+        assert trades[0][0] == 1, kind
+        assert position(pg_env)[0] == pytest.approx(held), kind
+        assert len(results(redis_client, client_id)) == 1, kind
+    wait_until(lambda: proc.health()[0] == 200, message="healthy after the faults")

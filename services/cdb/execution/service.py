@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from cdb.bus import ALERTS, MARKET_DATA, ORDERS, Bus, Delivery
 from cdb.events import Alert, MarketData, Order
+from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
 from cdb.execution.executor import Executor
@@ -169,6 +170,17 @@ class ExecutionService(Service):
                 self.reconcile_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("reconciliation failed (%s); retrying", self.reconcile_error)
                 return 2.0
+            except ExchangeError as exc:  # e.g. keys refused: needs a person, retried slowly
+                first = self.reconcile_error is None
+                self.reconcile_error = f"{type(exc).__name__}: {exc}"[:300]
+                if first:
+                    self._alert(
+                        "CRITICAL",
+                        "EXCHANGE_START_FAILED",
+                        f"execution cannot start: {self.reconcile_error}",
+                        {},
+                    )
+                return 30.0
             return None
         if not self.lock.refresh():
             self._standby("lost the single-writer lock")
