@@ -38,6 +38,8 @@ BAD_VALUES = [
     ({"operator": {"extraEnv": [{"value": "x"}]}}, "/operator/extraEnv/0", "name"),
     ({"bot": {"spec": {"exchange": {"mode": "live"}}}}, "/bot/spec/exchange/mode", "paper"),
     ({"bot": {"name": "My_Bot"}}, "/bot/name", "pattern"),
+    ({"bot": {"name": "1st-bot"}}, "/bot/name", "pattern"),
+    ({"bot": {"name": "b" * 41}}, "/bot/name", "maxLength"),
     ({"monitoring": {"serviceMonitor": {"mode": "on"}}}, "/monitoring/serviceMonitor/mode", "auto"),
     (
         {"monitoring": {"serviceMonitor": {"interval": "30 seconds"}}},
