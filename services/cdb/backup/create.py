@@ -39,11 +39,20 @@ from cdb.backup.manifest import (
 )
 from cdb.backup.retention import apply_retention, backup_lock, remove_partials
 from cdb.backup.stats import table_stats
-from cdb.backup.tools import BackupError, find_pg_tool, last_line, tool_version
+from cdb.backup.tools import (
+    BackupError,
+    find_pg_tool,
+    find_redis_cli,
+    last_line,
+    tool_version,
+)
 from cdb.backup.verify import check_dump_covers, check_files
 from cdb.db.connect import connect
 from cdb.db.migrate import schema_version
 from cdb.settings import BaseServiceSettings, PostgresSettings
+
+#: Bound on the Redis snapshot (the server forks, then streams the whole dataset).
+REDIS_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,9 @@ def create_backup(
     """
     if keep < 1:
         raise BackupError("--keep must be at least 1 (the newest good backup is never deleted)")
+    find_pg_tool("pg_dump"), find_pg_tool("pg_restore")  # say what is missing before any work
+    if redis_settings is not None:
+        find_redis_cli()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -134,7 +146,7 @@ def _write_backup(
     )
     files = {DUMP_FILE: sha256_file(work / DUMP_FILE)}
     if redis_settings is not None:
-        tools.update(_snapshot_redis(redis_settings, work / REDIS_FILE, lock_wait_s))
+        tools.update(_snapshot_redis(redis_settings, work / REDIS_FILE, REDIS_TIMEOUT_S))
         files[REDIS_FILE] = sha256_file(work / REDIS_FILE)
     for name in files:
         fsync_path(work / name)
