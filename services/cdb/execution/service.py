@@ -180,7 +180,7 @@ class ExecutionService(Service):
                         f"execution cannot start: {self.reconcile_error}",
                         {},
                     )
-                return 30.0
+                return 10.0
             return None
         if not self.lock.refresh():
             self._standby("lost the single-writer lock")
