@@ -20,6 +20,9 @@ Severity = Literal["INFO", "WARNING", "CRITICAL"]
 
 #: Relative slack for float comparisons: a size equal to a limit is not "above" it.
 EPS = 1e-9
+#: Percentage points below a limit that already count as "at the limit": orders are shaved
+#: by EPS so that rounding never lands them above a limit, which leaves them a hair below it.
+PCT_SLACK = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,7 @@ def check_exposure(signal: Signal, snap: Snapshot, limits: Limits) -> Decision |
     if snap.equity <= 0:
         return Decision("reject", "exposure", "WARNING", f"no equity left – signal {sid} rejected")
     exposure = snap.exposure_value / snap.equity * 100.0
-    if exposure >= limits.max_exposure_pct * (1 - EPS):
+    if exposure >= limits.max_exposure_pct - PCT_SLACK:
         return Decision(
             "reject",
             "exposure",
