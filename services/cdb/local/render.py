@@ -63,6 +63,11 @@ def service_detail(view: ServiceView) -> str:
     return ""
 
 
+def _fit(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` characters (the full problem is in ``cdb status``)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _pct(value: object) -> str:
     return f"{value:.1f} %" if isinstance(value, int | float) else "?"
 
@@ -140,7 +145,7 @@ def table(
     out.append(f"{'service':<12} {'port':>5}  {'state':<26} detail")
     for name in DISPLAY_ORDER:
         view = snap.services.get(name, ServiceView(name, ports.get(name)))
-        state = service_state(view, exited.get(name))
+        state = _fit(service_state(view, exited.get(name)), 26)
         out.append(f"{name:<12} {ports.get(name) or '':>5}  {state:<26} {service_detail(view)}")
     out += ["", headline(snap, quote)]
     if snap.database_error:
