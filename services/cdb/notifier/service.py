@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +60,7 @@ class NotifierService(Service):
             if self.vapid
             else None
         )
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push")
         self.store = SubscriptionStore(settings)
         self.rate = policy.RateLimit(settings.WEBPUSH_MAX_PER_MINUTE)
         self.subscriptions: list[Subscription] | None = None  # None: never loaded
@@ -109,8 +111,10 @@ class NotifierService(Service):
             return
         data = policy.payload(alert)
         headers = policy.push_headers(alert, delivery.entry_id)
-        for sub in targets:
-            outcome = self.pusher.send(sub, data, headers)
+        # In parallel: one slow or dead push service must not hold up the others (nor the loop
+        # for longer than one subscription's retries).
+        outcomes = self.pool.map(lambda sub: self.pusher.send(sub, data, headers), targets)
+        for sub, outcome in zip(targets, outcomes, strict=True):
             host = urlsplit(sub.endpoint).hostname
             if outcome.status == "gone":
                 log.info("subscription at %s is gone (%s); removing it", host, outcome.detail)
@@ -144,6 +148,7 @@ class NotifierService(Service):
         }
 
     def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
         if self.pusher is not None:
             self.pusher.close()
 
