@@ -47,8 +47,18 @@ BINARIES = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}
 
 # Kubernetes minor versions the chart supports; every rendered object is validated against
 # each one's official OpenAPI schema (strict: unknown fields are errors).
-SUPPORTED_K8S_VERSIONS = ("1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
-DEFAULT_K8S_VERSION = SUPPORTED_K8S_VERSIONS[-1]
+SUPPORTED_K8S_VERSIONS = (
+    "1.30.0",
+    "1.31.0",
+    "1.32.0",
+    "1.33.0",
+    "1.34.0",
+    "1.35.0",
+    "1.36.0",
+    "1.37.0",
+)
+#: helm template renders for the version of the kubectl and client libraries we ship.
+DEFAULT_K8S_VERSION = "1.35.0"
 
 
 class ToolsUnavailable(RuntimeError):
