@@ -253,9 +253,14 @@ def test_orders_clipping_exposure_stop_loss_drawdown_and_restart(world, redis_cl
     assert "until the next UTC day" in breaker(r)["reason"]
 
     # restart (with the Redis mirror wiped): the breaker comes back from PostgreSQL
+    before = proc.status()
     assert proc.stop() == 0
     r.delete(BREAKER_KEY)
     proc = start()
+    after = proc.status()
+    assert after["cash"] == before["cash"] == pytest.approx(10_000 - 1000 - 1000 - 500 + 975)
+    assert after["day_start_equity"] == before["day_start_equity"] == pytest.approx(10_000)
+    assert set(after["positions"]) == {"ETH_USDT", "SOL_USDT"}
     assert breaker(r)["engaged"] == "1" and breaker(r)["drawdown"] == "1"
     assert proc.status()["breaker"]["engaged"] == "1"
     signal(r, "s6", "BTC_USDT", 0.5, 97.5)
@@ -327,7 +332,7 @@ def test_redelivered_signal_gets_its_first_decision(world, redis_client):
     """A signal seen twice (new id in the stream, same signal_id) is decided once."""
     start, ledger = world
     r = redis_client
-    start()
+    proc = start()
     price(r, "BTC_USDT", 100.0)
     signal(r, "d1", "BTC_USDT", 0.5, 100.0)
     (first,) = wait_orders(r, 1)
@@ -335,3 +340,16 @@ def test_redelivered_signal_gets_its_first_decision(world, redis_client):
     second = wait_orders(r, 2)[1]
     assert second.client_id == first.client_id and second.quantity == first.quantity
     assert len(ledger.query("SELECT 1 FROM risk_events WHERE signal_id = 'd1'")) == 1
+
+    # a redelivered OrderResult is applied once: cash and position do not change twice
+    ledger.fill(first, 100.0, fee=1.0)
+    status = wait_until(lambda: (s := proc.status())["positions"] and s, message="filled")
+    assert status["cash"] == pytest.approx(10_000 - 1000 - 1.0, abs=0.01)
+    result = events(r, "order_result")[-1]
+    xadd(r, result)
+    price(r, "BTC_USDT", 100.5)
+    wait_until(lambda: proc.status()["positions"]["BTC_USDT"]["price"] == 100.5, message="tick")
+    status = proc.status()
+    assert status["cash"] == pytest.approx(10_000 - 1000 - 1.0, abs=0.01)
+    assert status["positions"]["BTC_USDT"]["quantity"] == pytest.approx(first.quantity)
+    assert proc.log().count(f"fill {first.client_id}") == 1

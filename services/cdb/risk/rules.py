@@ -228,7 +228,7 @@ def size_entry(signal: Signal, snap: Snapshot, limits: Limits) -> Decision:
         ),
         "exposure": (
             snap.equity * limits.max_exposure_pct / 100.0 - snap.exposure_value,
-            f"exposure limit {_pct(limits.max_exposure_pct)} %",
+            f"room left under the exposure limit {_pct(limits.max_exposure_pct)} %",
         ),
         "cash": (snap.cash, f"free cash {_money(snap.cash, limits)}"),
     }
