@@ -7,9 +7,10 @@ to a database; ``writer.py`` turns these rows into SQL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import orjson
 
 from cdb.bus import Delivery
 from cdb.events import Alert, Event, Health, Order, OrderResult, Signal
@@ -127,7 +128,7 @@ Row = tuple[object, ...]
 
 
 def _json(value: dict) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return orjson.dumps(value, default=str).decode()
 
 
 def row_of(delivery: Delivery) -> tuple[Table, Row] | None:
