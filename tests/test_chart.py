@@ -23,6 +23,8 @@ from k8s_tools import (
     validate_manifest,
 )
 
+from cdb_operator.render.network import OPERATOR_POD_LABELS
+
 TB_API = "claire-de-binare.dev/v1alpha1/TradingBot"
 MONITORING_API = "monitoring.coreos.com/v1"
 
@@ -233,7 +235,11 @@ def test_standard_labels_on_every_object(name):
         assert labels.get("helm.sh/chart") == "claire-de-binare-0.1.0", where
         assert labels.get("app.kubernetes.io/managed-by") == "Helm", where
         assert labels.get("app.kubernetes.io/instance") == "cdb", where
-        assert labels.get("app.kubernetes.io/name") in ("claire-de-binare", "cdb"), where
+        assert labels.get("app.kubernetes.io/name") in (
+            "claire-de-binare",
+            "cdb",
+            "cdb-operator",
+        ), where
         assert labels.get("app.kubernetes.io/version") == "0.1.0", where
 
 
@@ -253,6 +259,17 @@ def test_namespaced_objects_name_their_namespace(name):
 
 def operator_deployment(name: str = "defaults") -> dict[str, Any]:
     return one(render(name), "Deployment")
+
+
+def test_operator_pods_carry_the_label_the_bots_network_policies_admit():
+    # Each TradingBot's NetworkPolicy lets only pods with these labels (in the operator's
+    # namespace) reach its Redis, where the breaker's control events go.
+    for name in ("defaults", "names"):
+        deployment = operator_deployment(name)
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert OPERATOR_POD_LABELS.items() <= pod_labels.items(), name
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items()
 
 
 def test_operator_runs_once_with_recreate():

@@ -41,14 +41,23 @@ app.kubernetes.io/name: {{ include "cdb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* The operator's labels and its pods' selector. */}}
+{{/*
+The operator's labels and its pods' selector. app.kubernetes.io/name is "cdb-operator" whatever
+the overrides: every TradingBot's NetworkPolicy admits pods with exactly that label (from
+the operator's namespace) to the bot's Redis, which carries the circuit breaker's control
+events (cdb_operator.render.network.OPERATOR_POD_LABELS; a test keeps the two in step).
+*/}}
 {{- define "cdb.operatorLabels" -}}
-{{ include "cdb.labels" . }}
-app.kubernetes.io/component: operator
+helm.sh/chart: {{ include "cdb.chart" . }}
+{{ include "cdb.operatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: claire-de-binare
 {{- end }}
 
 {{- define "cdb.operatorSelectorLabels" -}}
-{{ include "cdb.selectorLabels" . }}
+app.kubernetes.io/name: cdb-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
