@@ -301,6 +301,13 @@ def test_control_engage_release_kill_and_restart(world, redis_client):
     xadd(r, Control(action="release_breaker", source="cli", control_id="c2"))
     wait_until(lambda: breaker(r).get("control_id") == "c2", message="release applied")
     assert breaker(r)["engaged"] == "0"
+    # the same control entry delivered again is only confirmed, not obeyed a second time
+    confirmations = len(events(r, "control", "breaker_state"))
+    xadd(r, Control(action="engage_breaker", source="operator", reason="maint", control_id="c1"))
+    wait_until(
+        lambda: len(events(r, "control", "breaker_state")) > confirmations, message="confirmed"
+    )
+    assert breaker(r)["engaged"] == "0" and breaker(r)["control_id"] == "c2"
     price(r, "BTC_USDT", 100.0)
     signal(r, "m2", "BTC_USDT", 0.5, 100.0)
     (order,) = wait_orders(r, 1)
@@ -353,3 +360,41 @@ def test_redelivered_signal_gets_its_first_decision(world, redis_client):
     assert status["cash"] == pytest.approx(10_000 - 1000 - 1.0, abs=0.01)
     assert status["positions"]["BTC_USDT"]["quantity"] == pytest.approx(first.quantity)
     assert proc.log().count(f"fill {first.client_id}") == 1
+
+
+def test_postgres_outage_delays_decisions_and_loses_none(
+    own_postgres, redis_env, redis_client, tmp_path
+):
+    """With PostgreSQL down a decision cannot be recorded, so none is made: the signal waits
+    in the stream, /health says why, and it is decided once the database is back."""
+    r = redis_client
+    settings = PostgresSettings(**own_postgres.env())
+    migrate(settings)
+    ledger = Ledger(settings.postgres_dsn(), r)
+    proc = ServiceProcess("risk", {**redis_env, **own_postgres.env()}, tmp_path).start()
+    try:
+        price(r, "BTC_USDT", 100.0)
+        signal(r, "p1", "BTC_USDT", 0.2, 100.0)
+        wait_orders(r, 1)
+        own_postgres.stop("fast")
+        price(r, "BTC_USDT", 100.0)
+        signal(r, "p2", "BTC_USDT", 0.2, 100.0)
+        code, body = wait_until(
+            lambda: (h := proc.health())[0] == 503 and h, message="unhealthy without postgres"
+        )
+        assert any("postgres" in p for p in body["problems"])
+        assert len(events(r, "orders")) == 1
+        own_postgres.start()
+        second = wait_orders(r, 2)[1]
+        assert second.signal_id == "p2"
+        assert wait_decision(ledger, "signal:p2")[0] == "approve"
+        wait_until(lambda: proc.health()[0] == 200, message="healthy again")
+    finally:
+        proc.stop()
+
+
+def test_bad_setting_stops_with_one_line(redis_env, pg_env, tmp_path):
+    env = {**redis_env, **pg_env, "MAX_POSITION_PCT": "0"}
+    proc = ServiceProcess("risk", env, tmp_path).start(wait_healthy=False)
+    assert proc.proc.wait(timeout=30) == 2
+    assert "configuration error: MAX_POSITION_PCT must be > 0, got 0" in proc.log()

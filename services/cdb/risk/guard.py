@@ -66,6 +66,7 @@ class Guard(Service):
         self.restored = False
         self.breaker_dirty = False
         self._last_sweep = 0
+        self._last_ping = 0
 
     def now(self) -> int:
         return int(self.clock())
@@ -243,6 +244,9 @@ class Guard(Service):
         if now == self._last_sweep:
             return
         self._last_sweep = now
+        if now - self._last_ping >= 10:
+            self._last_ping = now
+            self.store.ping()
         self.roll_day(now)
         self.ensure_day_start(now)
         for order in self.book.expire(now, self.settings.RISK_PENDING_ORDER_TTL_S):

@@ -262,6 +262,9 @@ class RiskService(Guard):
         now = self.now()
         self.roll_day(now)
         ident = control.control_id or stable_id(control.model_dump_json())
+        if self.store.find(f"control:{ident}") is not None:
+            self.publish_breaker()  # seen before (a redelivery): confirm, change nothing
+            return
         breaker = self.breaker.apply_control(
             control.action, control.reason, control.control_id, now, self.day
         )

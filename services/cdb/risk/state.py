@@ -92,6 +92,10 @@ class Store:
         self.last_error = None
         return result
 
+    def ping(self) -> None:
+        """A trivial query, so /health notices a lost database even when nothing is decided."""
+        self._run(lambda cur: cur.execute("SELECT 1"))
+
     # -- writes ----------------------------------------------------------------------------
 
     def record(self, event: RiskEvent, breaker: Breaker | None = None) -> bool:
