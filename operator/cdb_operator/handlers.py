@@ -118,7 +118,7 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """A registry with every handler; ``login`` defaults to the kubernetes client's config."""
     options = options or Options()
-    tracker = Tracker()
+    tracker = Tracker(bodies=ctx.bodies)
     registry = kopf.OperatorRegistry()
     resource = (model.GROUP, model.VERSION, model.PLURAL)
     tasks: list[asyncio.Task] = []

@@ -55,6 +55,9 @@ class Context:
     resend_after: float = 30.0
     clock: Callable[[], float] = time.time
     passwords: dict[Key, dict[str, str]] = field(default_factory=dict)
+    #: The newest body seen of each bot (kopf events and handlers keep it current): a
+    #: reconcile started with an older body must not act on a spec already superseded.
+    bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     last_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _locks: dict[Key, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -233,6 +236,13 @@ def write_status(
     return status
 
 
+def freshest(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    newest = ctx.bodies.get(_key(body))
+    if newest is not None and newest["metadata"].get("uid") == body["metadata"].get("uid"):
+        return newest
+    return body
+
+
 def previous_status(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """The newest status we know: what we last wrote, or the body's (after a restart)."""
     return ctx.last_status.get(_key(body)) or dict(body.get("status") or {})
@@ -246,6 +256,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """
     ns, name = _key(body)
     with ctx.lock((ns, name)):
+        body = freshest(ctx, body)
         previous = previous_status(ctx, body)
         try:
             spec = parse_spec(body.get("spec"))
@@ -264,8 +275,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         monitoring = False
         try:
             check_credentials(ctx, bot)
+            monitoring_api = ctx.kube.api_exists(MONITORING_API)
             if spec.monitoring.service_monitor != "disabled":
-                monitoring = ctx.kube.api_exists(MONITORING_API)
+                monitoring = monitoring_api
                 if not monitoring and spec.monitoring.service_monitor == "enabled":
                     events.append(
                         (
@@ -274,7 +286,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                             f"{MONITORING_API} is not served: no ServiceMonitor",
                         )
                     )
-            bot = Bot(name, ns, bot.uid, spec, monitoring_api=monitoring)
+            bot = Bot(name, ns, bot.uid, spec, monitoring_api=monitoring_api)
             passwords, notes = ensure_secret(ctx, bot)
             ctx.passwords[(ns, name)] = passwords
             events += [("Normal", "Passwords", note) for note in notes]
@@ -288,7 +300,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                     components[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = (
                         readiness(live)
                     )
-            kinds = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring]
+            kinds = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring_api]
             changed += [
                 f"deleted {r}" for r in prune(ctx, bot, {key_of(o) for o in children}, kinds)
             ]
@@ -318,6 +330,7 @@ def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
     """The fast path: refresh only the breaker's status (and resend a pending control)."""
     ns, name = _key(body)
     with ctx.lock((ns, name)):
+        body = freshest(ctx, body)
         previous = previous_status(ctx, body)
         try:
             spec = parse_spec(body.get("spec"))
