@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backlog", type=int, default=100_000, help="signal: backlog to drain")
     run.add_argument("--repeat", type=int, default=3, help="signal: runs (median reported)")
     run.add_argument("--duration", type=float, default=30.0, help="pipeline: seconds sustained")
+    run.add_argument("--order-heavy", action="store_true", help="pipeline: latency settings")
     run.add_argument("--symbols", type=int, default=200, help="pipeline/latency: symbols")
     run.add_argument("--latency-duration", type=float, default=30.0, help="latency: seconds")
     run.add_argument("--rate", type=float, default=1000.0, help="latency: events per second")
@@ -61,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     docs = Path(args.docs)
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
-        started = time.monotonic()
+        started, load0 = time.monotonic(), os.getloadavg()[0]
         result = module.run(quick=args.quick, context=context)
+        result.note(
+            f"Load average (1 min) at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores: above ~1 other work shared the CPU and wall-clock rates "
+            "are low by that much; per-CPU-second figures are not."
+        )
         extra = " --quick" if args.quick else ""
         result.command = f"python -m bench run {name}{extra}"
         print("\n" + report.render_text(result), flush=True)
