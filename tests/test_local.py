@@ -142,6 +142,15 @@ def test_missing_binaries_say_what_to_install(up_dir):
     assert not (up_dir / "redis").exists()
 
 
+def test_fresh_refuses_a_directory_cdb_up_did_not_make(up_dir):
+    up_dir.mkdir(parents=True)
+    (up_dir / "notes.txt").write_text("mine")
+    done = cdb(["up", "--fresh", "--data-dir", str(up_dir), "--http-port-base", "0"], base_env())
+    assert done.returncode == 1
+    assert f"--fresh refuses to delete {up_dir}: it was not made by cdb up" in done.stderr
+    assert sorted(p.name for p in up_dir.iterdir()) == ["notes.txt"]  # nothing added
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to the postgres user")
 def test_as_root_a_data_dir_postgres_cannot_enter_is_refused_with_the_fix():
     private = tempdir("cdb-private-")

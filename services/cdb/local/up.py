@@ -117,13 +117,16 @@ class Up:
                     ) from None
         self.ports = {k: v for k, v in wanted.items() if v is not None}
 
+    def _refuse_foreign_fresh(self) -> None:
+        if self.args.fresh and not plan.looks_like_data_dir(self.data_dir):
+            raise SetupError(
+                f"--fresh refuses to delete {self.data_dir}: it was not made by cdb up"
+            )
+
     def _prepare_data_dir(self) -> None:
+        """With the lock held, so a running cdb up never loses its data under it."""
         if self.args.fresh:
-            # Checked with the lock held, so a running cdb up never loses its data under it.
-            if not plan.looks_like_data_dir(self.data_dir):
-                raise SetupError(
-                    f"--fresh refuses to delete {self.data_dir}: it was not made by cdb up"
-                )
+            self._refuse_foreign_fresh()
             for name in ("redis", "pg", "logs", SESSION_FILE):
                 path = self.data_dir / name
                 if path.is_dir():
@@ -268,6 +271,7 @@ class Up:
         pg_private = plan.wants_private(os.environ, "POSTGRES_HOST")
         try:
             check_binaries(redis_private, pg_private)
+            self._refuse_foreign_fresh()  # before anything is written into that directory
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
             self._prepare_data_dir()
