@@ -139,6 +139,6 @@ def test_sigterm_mid_dump_keeps_nothing_and_leaves_no_pg_dump(pg_env, out):
                 proc.kill()
         conn.rollback()
     assert proc.returncode == 143
-    assert stderr.strip() == "cdb backup: stopped by SIGTERM; nothing was kept"
+    assert stderr.strip() == "cdb backup: stopped by SIGTERM; no partial backup is left behind"
     assert listing(out) == good
     wait_until(lambda: waiting_dumps(pg_env) == 0, message="pg_dump gone")

@@ -97,7 +97,11 @@ def run_command(command: str, settings_classes: list[type[BaseSettings]], body: 
     except psycopg2.Error as exc:  # one not already explained by the code that met it
         return _failed(command, f"PostgreSQL: {last_line(str(exc))}", secrets)
     except Interrupted:
-        print(f"cdb {command}: stopped by SIGTERM; nothing was kept", file=sys.stderr, flush=True)
+        print(
+            f"cdb {command}: stopped by SIGTERM; no partial backup is left behind",
+            file=sys.stderr,
+            flush=True,
+        )
         return 143
     print(redact(line, secrets), flush=True)
     return 0
