@@ -23,7 +23,7 @@ from cdb.risk.market import MarketView
 from cdb.risk.portfolio import PendingOrder, Portfolio
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent, Store
-from cdb.runtime import Service
+from cdb.runtime import TRANSIENT, Service
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Guard(Service):
         self.breaker_dirty = False
         self._last_sweep = 0
         self._last_ping = 0
+        self.sweep_error: str | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -239,7 +240,21 @@ class Guard(Service):
     # -- continuous duties -----------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Once a second between reads: day, expiries, drawdown, exits, the breaker mirror."""
+        """Once a second between reads: day, expiries, drawdown, exits, the breaker mirror.
+
+        A bug here must not stop the loop that obeys controls: it is logged and reported
+        on /health, and the next sweep tries again. Outages (``TRANSIENT``) go up to the
+        runtime, which backs off and retries."""
+        try:
+            self._sweep()
+            self.sweep_error = None
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            log.exception("sweep failed")
+            self.sweep_error = f"sweep failed: {type(exc).__name__}: {exc}"[:300]
+
+    def _sweep(self) -> None:
         now = self.now()
         if now == self._last_sweep:
             return
@@ -339,7 +354,7 @@ class Guard(Service):
             symbol=symbol,
             side="SELL",
             quantity=pos.quantity,
-            price=price or pos.avg_price,
+            price=price or pos.avg_price or None,
             reason=reason[:200],
         )
         context = {"quantity": pos.quantity, "price": order.price, "stop_loss": pos.stop_loss}

@@ -102,6 +102,8 @@ class RiskService(Guard):
         problems = []
         if self.store.last_error:
             problems.append(self.store.last_error)
+        if self.sweep_error:
+            problems.append(self.sweep_error)
         return problems
 
     def close(self) -> None:
