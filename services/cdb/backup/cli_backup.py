@@ -56,4 +56,4 @@ def main(args: argparse.Namespace) -> int:
         )
         return summary(result)
 
-    return run_command("backup", classes, body)
+    return run_command("backup", classes, body, on_sigterm="no partial backup is left behind")

@@ -75,7 +75,12 @@ def _failed(command: str, message: str, secrets: list[str]) -> int:
     return 1
 
 
-def run_command(command: str, settings_classes: list[type[BaseSettings]], body: Callable) -> int:
+def run_command(
+    command: str,
+    settings_classes: list[type[BaseSettings]],
+    body: Callable,
+    on_sigterm: str = "",
+) -> int:
     """Load settings, run ``body(*settings)``, and turn every failure into one stderr line.
 
     Exit codes: 0 done, 1 failed, 2 bad settings, 143 stopped by SIGTERM.
@@ -98,7 +103,7 @@ def run_command(command: str, settings_classes: list[type[BaseSettings]], body: 
         return _failed(command, f"PostgreSQL: {last_line(str(exc))}", secrets)
     except Interrupted:
         print(
-            f"cdb {command}: stopped by SIGTERM; no partial backup is left behind",
+            f"cdb {command}: stopped by SIGTERM{'; ' + on_sigterm if on_sigterm else ''}",
             file=sys.stderr,
             flush=True,
         )

@@ -46,4 +46,9 @@ def main(args: argparse.Namespace) -> int:
     def body(pg: PostgresSettings) -> str:
         return summary(restore_backup(pg, args.dir, force=args.force))
 
-    return run_command("restore", [PostgresSettings], body)
+    return run_command(
+        "restore",
+        [PostgresSettings],
+        body,
+        on_sigterm="an unfinished pg_restore is rolled back; a finished one is not verified",
+    )
