@@ -32,7 +32,7 @@ SERVICE_PORTS: dict[str, int] = {
 }
 SERVICES = tuple(SERVICE_PORTS)
 #: Services that write PostgreSQL (they get its password and run migrations first).
-POSTGRES_USERS = ("risk", "execution", "persistence")
+POSTGRES_USERS = ("risk", "execution", "persistence", "notifier")
 #: Services that talk to the outside world on 443 (exchange API, web push).
 INTERNET_USERS = ("feed", "execution", "notifier")
 #: Services that may run more than one replica: consumers whose work is idempotent and
@@ -48,7 +48,7 @@ STORAGE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
 
 Quantity = Annotated[
-    int | str,
+    int | Annotated[str, Field(pattern=QUANTITY_PATTERN)],
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
