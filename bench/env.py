@@ -83,6 +83,13 @@ class Servers:
         self.procs.append(proc)
         return proc
 
+    def start_all(self, names, extra: dict[str, str] | None = None) -> dict[str, ServiceProcess]:
+        """Start several services at once (their imports overlap) and wait until all are healthy."""
+        procs = {name: self.service(name, extra).start_async() for name in names}
+        for proc in procs.values():
+            proc.wait_healthy()
+        return procs
+
     def psql(self, sql: str) -> str:
         assert self.pg is not None
         return self.pg.psql(self.pg.database, sql)
@@ -120,6 +127,9 @@ class ServiceProcess:
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         """Start the process and wait until ``/health`` answers 200."""
         self.start_async()
+        return self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> ServiceProcess:
         assert self.proc is not None
         wait_for_port(self.port, timeout=timeout)
         deadline = time.monotonic() + timeout

@@ -131,8 +131,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         return result
     with Servers(postgres=True) as servers:
         client = servers.client()
-        for name in SERVICES:
-            servers.service(name, {**BASE_ENV, **FLOW_ENV}).start()
+        servers.start_all(SERVICES, {**BASE_ENV, **FLOW_ENV})
         fired, sent = produce(client, rate, seconds, 1.0 if quick else 3.0, n_symbols)
         open_ = wait_drained(client, 60)
         hops = match(client, fired)

@@ -223,7 +223,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         client = servers.client()
         baseline = (context or {}).get("bus") or _quick_baseline(client, servers, quick)
         client.flushall()
-        procs = {name: servers.service(name, env).start() for name in SERVICES}
+        procs = servers.start_all(SERVICES, env)
         producer = Producer(client, n_symbols)
         batch = 500
 
