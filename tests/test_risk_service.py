@@ -123,6 +123,26 @@ class Ledger:
             ),
         )
 
+    def reject(self, order: Order, error: str) -> None:
+        """What execution records and publishes when the exchange refuses an order."""
+        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO orders (client_id, ts, symbol, side, quantity, price, status, error)"
+                " VALUES (%s,%s,%s,%s,%s,%s,'REJECTED',%s)",
+                (order.client_id, order.timestamp, order.symbol, order.side, order.quantity,
+                 order.price, error),
+            )  # fmt: skip
+        xadd(
+            self.client,
+            OrderResult(
+                client_id=order.client_id,
+                symbol=order.symbol,
+                side=order.side,
+                status="REJECTED",
+                error=error,
+            ),
+        )
+
     def decision(self, key: str) -> tuple | None:
         rows = self.query(
             "SELECT decision, rule, severity, description, client_id FROM risk_events"
@@ -142,8 +162,8 @@ def world(redis_env, pg_env, redis_client, tmp_path, monkeypatch):
     ledger = Ledger(settings.postgres_dsn(), redis_client)
     procs: list[ServiceProcess] = []
 
-    def start() -> ServiceProcess:
-        proc = ServiceProcess("risk", env, tmp_path).start()
+    def start(**extra: str) -> ServiceProcess:
+        proc = ServiceProcess("risk", {**env, **extra}, tmp_path).start()
         procs.append(proc)
         return proc
 
@@ -398,3 +418,29 @@ def test_bad_setting_stops_with_one_line(redis_env, pg_env, tmp_path):
     proc = ServiceProcess("risk", env, tmp_path).start(wait_healthy=False)
     assert proc.proc.wait(timeout=30) == 2
     assert "configuration error: MAX_POSITION_PCT must be > 0, got 0" in proc.log()
+
+
+def test_failed_closing_order_is_retried_under_a_new_id(world, redis_client):
+    start, ledger = world
+    r = redis_client
+    proc = start(RISK_EXIT_RETRY_S="1")
+    price(r, "BTC_USDT", 100.0)
+    signal(r, "f1", "BTC_USDT", 0.5, 100.0)
+    (entry,) = wait_orders(r, 1)
+    ledger.fill(entry, 100.0)
+    wait_until(lambda: proc.status()["positions"], message="position")
+    price(r, "BTC_USDT", 97.0)
+    first_exit = wait_orders(r, 2)[1]
+    ledger.reject(first_exit, "insufficient balance")
+    decision, rule, severity, text, _ = wait_decision(ledger, f"exit_failed:{first_exit.client_id}")
+    assert (decision, severity) == ("exit_failed", "CRITICAL") and "insufficient balance" in text
+    alert = wait_until(
+        lambda: [a for a in events(r, "alerts") if a.code == "EXIT_FAILED"], message="alert"
+    )[0]
+    assert alert.level == "CRITICAL"
+    second_exit = wait_orders(r, 3)[2]
+    assert second_exit.client_id != first_exit.client_id
+    assert (second_exit.side, second_exit.quantity) == ("SELL", first_exit.quantity)
+    ledger.fill(second_exit, 97.0)
+    wait_until(lambda: not proc.status()["positions"], message="closed")
+    assert len(events(r, "orders")) == 3

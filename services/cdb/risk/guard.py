@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cdb.bus import BREAKER_KEY, Bus
-from cdb.events import Alert, Event, Order
-from cdb.risk import rules
+from cdb.events import Event, Order
+from cdb.risk import rules, views
 from cdb.risk.breaker import Breaker, utc_day
 from cdb.risk.market import MarketView
 from cdb.risk.portfolio import PendingOrder, Portfolio
@@ -29,20 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Cash kept back from sizing for fees and slippage, so execution never lacks funds.
 CASH_BUFFER = 0.01
-#: Seconds before a closing order that failed is tried again under a new client_id.
-EXIT_RETRY_S = 30
-
-ALERT_CODES = {
-    "drawdown": "DAILY_LOSS_LIMIT",
-    "exposure": "RISK_LIMIT",
-    "open_positions": "RISK_LIMIT",
-    "market_status": "MARKET_PAUSED",
-    "stale_market_data": "MARKET_PAUSED",
-    "abnormal_move": "MARKET_PAUSED",
-    "stop_loss": "STOP_LOSS",
-    "control": "BREAKER",
-    "exit": "EXIT_FAILED",
-}
 
 
 class Guard(Service):
@@ -109,7 +95,7 @@ class Guard(Service):
         if order is not None:
             outgoing.append(order)
         if inserted and event.severity != "INFO":
-            outgoing.append(self._alert(event))
+            outgoing.append(views.alert_for(event))
         if self.breaker_dirty:
             self.bus.client.hset(BREAKER_KEY, mapping=self.breaker.redis_fields(self.day))
             outgoing.append(self.breaker.event(self.day))
@@ -147,24 +133,6 @@ class Guard(Service):
         self.bus.client.hset(BREAKER_KEY, mapping=self.breaker.redis_fields(self.day))
         self.bus.publish(self.breaker.event(self.day))
         self.breaker_dirty = False
-
-    def _alert(self, event: RiskEvent) -> Alert:
-        message = event.description
-        if event.rule == "drawdown" and event.decision == "halt":
-            message = "daily loss limit exceeded – trading halted"
-        code = ALERT_CODES.get(event.rule, "RISK")
-        if event.decision == "kill_switch":
-            code = "KILL_SWITCH"
-        context = {
-            "event_key": event.event_key[:200],
-            "rule": event.rule,
-            "detail": event.description,
-        }
-        if event.symbol:
-            context["symbol"] = event.symbol
-        return Alert(
-            level=event.severity, code=code, message=message[:500], context=context, source="risk"
-        )
 
     # -- views -----------------------------------------------------------------------------
 
@@ -208,34 +176,10 @@ class Guard(Service):
         return 1.0 if self.breaker.engaged(self.day) else 0.0
 
     def describe(self) -> dict[str, Any]:
-        """The ``/status`` fields: book, limits in use, breaker, market."""
-        prices = self.market.prices
-        equity = self.book.equity(prices)
-        return {
-            "equity": round(equity, 2),
-            "cash": round(self.book.cash, 2),
-            "day": self.day,
-            "day_start_equity": self.day_start,
-            "drawdown_pct": round(rules.drawdown_pct(equity, self.day_start), 3),
-            "exposure_pct": round(self.book.exposure_value(prices) / equity * 100, 3)
-            if equity > 0
-            else None,
-            "positions": {
-                s: {
-                    "quantity": p.quantity,
-                    "avg_price": p.avg_price,
-                    "stop_loss": p.stop_loss,
-                    "price": prices.get(s),
-                }
-                for s, p in self.book.positions.items()
-            },
-            "pending_entries": len(self.book.entries),
-            "pending_exits": sorted(self.book.exits),
-            "breaker": self.breaker.redis_fields(self.day) if self.day else None,
-            "market_problem": self.market.problem,
-            "paused_symbols": sorted(self.paused),
-            "symbols_seen": len(prices),
-        }
+        """The ``/status`` fields."""
+        return views.status_fields(
+            self.book, self.market, self.breaker, self.day, self.day_start, self.paused
+        )
 
     # -- continuous duties -----------------------------------------------------------------
 

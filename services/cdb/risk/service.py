@@ -237,10 +237,10 @@ class RiskService(Guard):
                 self.book.cash,
             )
         if was_exit and result.status in FAILED:
-            self.exit_retry_at[result.symbol] = now + 30
+            self.exit_retry_at[result.symbol] = now + self.settings.RISK_EXIT_RETRY_S
             text = (
                 f"closing order {result.client_id} for {result.symbol} {result.status}: "
-                f"{result.error or 'no reason given'} – retrying in 30 s with a new id"
+                f"{result.error or 'no reason given'} – retrying in {self.settings.RISK_EXIT_RETRY_S} s with a new id"
             )
             self.decide(
                 RiskEvent(

@@ -64,6 +64,9 @@ class RiskSettings(BaseServiceSettings, PostgresSettings):
     RISK_ABNORMAL_MOVE_WINDOW_S: int = Field(
         300, ge=10, le=86_400, description="Window of the abnormal-move check, seconds"
     )
+    RISK_EXIT_RETRY_S: int = Field(
+        30, ge=1, description="Wait before a failed closing order is tried under a new id"
+    )
     RISK_PENDING_ORDER_TTL_S: int = Field(
         300, ge=10, description="An order without a result is forgotten (entry) or resent after"
     )
