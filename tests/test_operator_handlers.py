@@ -32,6 +32,7 @@ from cdb_operator.handlers import Options, build_registry
 from cdb_operator.reconcile import Context
 
 NS = "trading"
+TEST_AGENT = "cdb-operator-tests"
 BOT = "demo"
 UID = "0b5e7c4e-0000-4000-8000-000000000001"
 VERBS = {"list", "watch", "get", "patch", "create", "delete", "update"}
@@ -199,8 +200,11 @@ async def running_operator(
     thread = threading.Thread(target=run, name="kopf", daemon=True)
     thread.start()
     client = redis.Redis(port=redis_port)
+    # the test's own requests carry their own User-Agent, so RBAC checks can leave them out
+    test_kube = Kube.for_url(url)
+    test_kube.api.user_agent = TEST_AGENT
     try:
-        yield Cluster(kmock=kmock, kube=kube, redis=client)
+        yield Cluster(kmock=kmock, kube=test_kube, redis=client)
     finally:
         stop.set()
         await asyncio.to_thread(thread.join, 30)

@@ -136,6 +136,9 @@ def build_registry(
         settings.watching.client_timeout = options.watch_timeout_seconds + 30
         settings.watching.connect_timeout = 30
         settings.posting.level = logging.WARNING
+        # The TradingBot CRD is installed before the operator runs; not watching CRDs keeps
+        # the operator's RBAC to its own namespaced resources (no cluster-scoped grants).
+        settings.scanning.disabled = True
         tracker.wake = asyncio.Event()
         tasks.append(asyncio.create_task(supervise(ctx, tracker, options)))
 
