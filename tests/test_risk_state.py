@@ -107,18 +107,20 @@ def test_partial_fills_add_only_what_is_new():
 def test_sell_closes_and_failed_exit_moves_to_a_new_client_id():
     book = Portfolio(cash=1_000.0)
     book.apply(result("b1"), 2.0)
-    pos = book.positions["BTC_USDT"]
-    first = pos.exit_client_id()
+    first = book.exit_client_id("BTC_USDT")
     assert re.fullmatch(CLIENT_ID_PATTERN, first) and len(first) <= 32
-    assert first == pos.exit_client_id()  # deterministic
+    assert first == book.exit_client_id("BTC_USDT")  # deterministic: one order per position
     book.exits["BTC_USDT"] = PendingOrder(first, "BTC_USDT", "SELL", 2.0, 97.0, DAY1)
     book.apply(result(first, side="SELL", qty=0.0, price=0.0, fee=0.0, status="REJECTED"), 2.0)
-    assert "BTC_USDT" not in book.exits and pos.exit_client_id() != first
-    second = pos.exit_client_id()
+    assert "BTC_USDT" not in book.exits and book.exit_client_id("BTC_USDT") != first
+    second = book.exit_client_id("BTC_USDT")
     book.exits["BTC_USDT"] = PendingOrder(second, "BTC_USDT", "SELL", 2.0, 97.0, DAY1)
     fill = book.apply(result(second, side="SELL", price=97.0, fee=0.1), 2.0)
     assert fill is not None and fill.closed and book.positions == {} and book.exits == {}
     assert book.cash == pytest.approx(1_000 - 200.2 + 194 - 0.1)
+    # a new position opened in the same second does not reuse a finished closing id
+    book.apply(result("b2", ts=DAY1), 2.0)
+    assert book.exit_client_id("BTC_USDT") not in {first, second}
 
 
 def test_orders_without_result_expire():
@@ -219,7 +221,7 @@ def test_rebuild_reads_the_book_the_fills_and_our_own_state(store):
     assert set(book.positions) == {"BTC_USDT"}
     pos = book.positions["BTC_USDT"]
     assert (pos.quantity, pos.avg_price, pos.stop_loss, pos.opened_ts) == (10, 100, 98, DAY1)
-    assert pos.exit_attempt == 1  # one closing order already failed: its id is used up
+    assert book.finished_sells == {"x-old"}  # a closing id with a final result is used up
     assert book.applied == {"b1": (10.0, 0.0)}
     assert set(book.entries) == {"b2", "b9"}
     assert book.reserved() == pytest.approx(5 * 20 + 100 * 0.5)

@@ -292,7 +292,7 @@ class Guard(Service):
             )
         else:
             return
-        cid = pos.exit_client_id()
+        cid = self.book.exit_client_id(symbol)
         order = Order(
             client_id=cid,
             symbol=symbol,

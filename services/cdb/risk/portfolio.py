@@ -24,20 +24,13 @@ FAILED = frozenset({"REJECTED", "ERROR", "CANCELLED"})
 
 @dataclass(slots=True)
 class Position:
-    """One long position; ``opened_ts`` and ``exit_attempt`` name its closing order."""
+    """One long position; ``opened_ts`` seeds the client_id of its closing order."""
 
     symbol: str
     quantity: float
     avg_price: float
     stop_loss: float | None
     opened_ts: int
-    exit_attempt: int = 0
-
-    def exit_client_id(self) -> str:
-        """The client_id of this position's closing order: the same for every trigger
-        (stop loss, breaker, SELL signal) and after a restart, so it is sent at most once;
-        a failed attempt moves to the next id."""
-        return "x" + stable_id("exit", self.symbol, self.opened_ts, self.exit_attempt, length=23)
 
 
 @dataclass(slots=True)
@@ -78,6 +71,25 @@ class Portfolio:
     applied: dict[str, tuple[float, float]] = field(default_factory=dict)
     entries: dict[str, PendingOrder] = field(default_factory=dict)  # by client_id
     exits: dict[str, PendingOrder] = field(default_factory=dict)  # by symbol
+    #: SELL client_ids with a final result: execution never acts on them again
+    finished_sells: set[str] = field(default_factory=set)
+
+    def exit_client_id(self, symbol: str) -> str:
+        """The client_id of the position's closing order.
+
+        The same for every trigger (stop loss, breaker, SELL signal) and after a restart, so
+        a position is closed by one order however many ticks see it past its stop; an id
+        that already has a final result (a refused attempt, or the exit of an earlier
+        position opened in the same second) is skipped, since execution never sends a
+        client_id twice.
+        """
+        pos = self.positions[symbol]
+        attempt = 0
+        while True:
+            cid = "x" + stable_id("exit", symbol, pos.opened_ts, attempt, length=23)
+            if cid not in self.finished_sells:
+                return cid
+            attempt += 1
 
     # -- valuation -------------------------------------------------------------------------
 
@@ -162,19 +174,16 @@ class Portfolio:
         )
 
     def _settle_pending(self, result: OrderResult) -> None:
-        """A final result ends the reservation; an exit that left the position open (failed
-        or partly filled) moves the position to a new closing id, since a client_id is
-        never sent twice."""
+        """A final result ends the reservation and uses up a closing order's client_id."""
         entry = self.entries.get(result.client_id)
         if entry is not None:
             entry.filled = max(entry.filled, result.filled_quantity)
             if result.status in FINAL:
                 del self.entries[result.client_id]
+        if result.side == "SELL" and result.status in FINAL:
+            self.finished_sells.add(result.client_id)
         exit_order = self.exits.get(result.symbol)
         if exit_order is not None and exit_order.client_id == result.client_id:
             exit_order.filled = max(exit_order.filled, result.filled_quantity)
             if result.status in FINAL:
                 del self.exits[result.symbol]
-                pos = self.positions.get(result.symbol)
-                if pos is not None:
-                    pos.exit_attempt += 1

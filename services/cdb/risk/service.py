@@ -156,7 +156,7 @@ class RiskService(Guard):
         decision = rules.evaluate(signal, snap, self.limits)
         client_id = None
         if decision.kind == "exit":
-            client_id = self.book.positions[signal.symbol].exit_client_id()
+            client_id = self.book.exit_client_id(signal.symbol)
         elif decision.kind in ("approve", "clip"):
             client_id = stable_id(signal.signal_id)
         context = {

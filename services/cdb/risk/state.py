@@ -180,14 +180,9 @@ def _load(cur, settings: RiskSettings, now: int) -> Loaded:
         book.positions[symbol] = Position(symbol, float(qty), float(avg), float(stop), int(opened))
 
     cur.execute(
-        "SELECT o.symbol, count(*) FROM orders o JOIN positions p ON p.symbol = o.symbol"
-        " WHERE o.side = 'SELL' AND o.status = ANY(%s) AND o.ts >= coalesce(p.opened_ts, 0)"
-        " GROUP BY o.symbol",
-        (sorted(FINAL),),
+        "SELECT client_id FROM orders WHERE side = 'SELL' AND status = ANY(%s)", (sorted(FINAL),)
     )
-    for symbol, failed in cur.fetchall():
-        if symbol in book.positions:
-            book.positions[symbol].exit_attempt = int(failed)
+    book.finished_sells = {cid for (cid,) in cur.fetchall()}
 
     # fills already reflected in balances/positions: a redelivered result must not add them again
     cur.execute("SELECT client_id, filled_quantity, fee FROM orders WHERE filled_quantity > 0")
