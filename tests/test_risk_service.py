@@ -262,6 +262,11 @@ def test_orders_clipping_exposure_stop_loss_drawdown_and_restart(world, redis_cl
         ("SELL", "SOL_USDT"),
     ]
 
+    metrics = proc.metrics()
+    assert 'cdb_risk_decisions_total{decision="approve",rule="approved"} 1.0' in metrics
+    assert 'cdb_risk_decisions_total{decision="clip",rule="position"} 1.0' in metrics
+    assert "cdb_risk_breaker_engaged 1.0" in metrics
+
     # the next signal is blocked
     signal(r, "s5", "BTC_USDT", 0.5, 97.5)
     assert wait_decision(ledger, "signal:s5")[:2] == ("halt", "drawdown")

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
+
 from cdb.bus import BREAKER_KEY, Bus
 from cdb.events import Event, Order
 from cdb.risk import rules, views
@@ -54,6 +56,12 @@ class Guard(Service):
         self._last_sweep = 0
         self._last_ping = 0
         self.sweep_error: str | None = None
+        self.decisions = Counter(
+            "cdb_risk_decisions",
+            "Risk decisions (risk_events rows written), by decision and rule",
+            ["decision", "rule"],
+            registry=self.registry,
+        )
 
     def now(self) -> int:
         return int(self.clock())
@@ -81,6 +89,8 @@ class Guard(Service):
     ) -> None:
         """Commit the decision, then publish its order, alert and breaker state."""
         inserted = self.store.record(event, breaker=breaker)
+        if inserted:
+            self.decisions.labels(event.decision, event.rule).inc()
         if breaker is not None:
             self.breaker = breaker
             self.breaker_dirty = True

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 from cdb.bus import CONTROL, MARKET_DATA, ORDER_RESULT, SIGNALS, Bus, Delivery
 from cdb.events import (
@@ -49,12 +49,6 @@ class RiskService(Guard):
         self, settings: RiskSettings, bus: Bus, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(settings, bus, clock)
-        self.decisions = Counter(
-            "cdb_risk_decisions",
-            "Risk decisions, by kind and rule",
-            ["decision", "rule"],
-            registry=self.registry,
-        )
         for gauge_name, doc, fn in (
             ("cdb_risk_equity", "Equity at the latest prices", self._equity),
             ("cdb_risk_drawdown_pct", "Loss since the UTC day's start, %", self._drawdown),
@@ -182,7 +176,6 @@ class RiskService(Guard):
             signal.symbol,
             context,
         )
-        self.decisions.labels(decision.kind, decision.rule).inc()
         if client_id is None:
             self.decide(event)
             return
