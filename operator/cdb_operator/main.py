@@ -76,6 +76,13 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="server-side watch timeout; a silent watch is restarted after it",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve the operator's Prometheus metrics on PORT (0 = off)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     import kopf
+    from kubernetes.config import ConfigException
 
     from cdb_operator.apply import Kube
     from cdb_operator.handlers import Options, build_registry
@@ -129,8 +137,17 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        kube = Kube.from_environment(args.context)
+    except (ConfigException, OSError) as exc:
+        print(f"cdb-operator: no usable Kubernetes configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.metrics_port:
+        from cdb_operator.metrics import serve
+
+        serve(args.metrics_port)
     ctx = Context(
-        kube=Kube.from_environment(args.context),
+        kube=kube,
         redis_address=service_dns_address(args.redis_address),
         resend_after=args.resend_after,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions
+from cdb_operator import breaker, conditions, metrics
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
 from cdb_operator.model import TradingBotSpec, parse_spec
@@ -218,6 +218,8 @@ def write_status(
     """Patch status when it changed, and post an Event per changed condition."""
     ns, name = _key(body)
     generation = body["metadata"].get("generation")
+    if "breaker" in new:
+        metrics.observe_breaker(ns, name, new["breaker"])
     status = {
         **new,
         "phase": conditions.phase(conds),
@@ -254,6 +256,17 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     Raises :class:`SpecInvalid` (permanent), or :class:`CredentialsMissing` /
     :class:`ApiError` (retried) *after* writing them to status and Events.
     """
+    with metrics.RECONCILE_SECONDS.time():
+        try:
+            status = _reconcile(ctx, body)
+        except Exception as exc:
+            metrics.RECONCILES.labels(type(exc).__name__).inc()
+            raise
+    metrics.RECONCILES.labels("ok").inc()
+    return status
+
+
+def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     ns, name = _key(body)
     with ctx.lock((ns, name)):
         body = freshest(ctx, body)
