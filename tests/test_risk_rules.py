@@ -183,6 +183,12 @@ def test_sell_signal_without_position_or_under_kill_switch_sends_nothing():
     assert d.rule == "exit_pending" and not d.sends_order
 
 
+def test_a_symbol_in_another_quote_currency_is_rejected():
+    other = signal().model_copy(update={"symbol": "ETH_BTC"})
+    d = rules.evaluate(other, snap(), LIMITS)
+    assert (d.kind, d.rule) == ("reject", "quote_asset") and "not quoted in USDT" in d.reason
+
+
 def test_stop_hit():
     assert rules.stop_hit(98.0, 98.0) and rules.stop_hit(97.0, 98.0)
     assert not rules.stop_hit(98.01, 98.0) and not rules.stop_hit(1.0, None)

@@ -304,8 +304,24 @@ def evaluate_exit(signal: Signal, snap: Snapshot, limits: Limits) -> Decision:
     )
 
 
+def check_quote(signal: Signal, limits: Limits) -> Decision | None:
+    """Prices of another quote currency cannot be valued against equity: refuse them."""
+    if signal.symbol.rsplit("_", 1)[-1] != limits.quote_asset:
+        return Decision(
+            "reject",
+            "quote_asset",
+            "INFO",
+            f"{signal.symbol} is not quoted in {limits.quote_asset} – signal "
+            f"{signal.signal_id} rejected",
+        )
+    return None
+
+
 def evaluate(signal: Signal, snap: Snapshot, limits: Limits) -> Decision:
     """The decision for one signal."""
+    wrong_quote = check_quote(signal, limits)
+    if wrong_quote is not None:
+        return wrong_quote
     if signal.side == "SELL":
         return evaluate_exit(signal, snap, limits)
     return evaluate_entry(signal, snap, limits)
