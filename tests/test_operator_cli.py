@@ -121,3 +121,7 @@ def _quiet(check) -> bool:
         return check()
     except OSError:
         return False
+
+
+def test_docs_field_table_is_generated_from_the_model() -> None:
+    assert operator_main(["docs", "--check"]) == 0, "run `cdb-operator docs`"

@@ -116,6 +116,25 @@ def crd_command(argv: list[str]) -> int:
     return 0
 
 
+def docs_command(argv: list[str]) -> int:
+    from cdb_operator import docs
+
+    p = argparse.ArgumentParser(prog="cdb-operator docs", description="regenerate the field table")
+    p.add_argument("--path", type=Path, default=docs.DOC_PATH)
+    p.add_argument("--check", action="store_true", help="exit 1 when the table is stale")
+    args = p.parse_args(argv)
+    current = args.path.read_text()
+    wanted = docs.render(current)
+    if args.check:
+        if wanted != current:
+            print(f"{args.path}: field table is stale: run `cdb-operator docs`", file=sys.stderr)
+            return 1
+        return 0
+    args.path.write_text(wanted)
+    print(f"wrote {args.path}")
+    return 0
+
+
 def rbac_command() -> int:
     from cdb_operator.rbac import usage_rules
 
@@ -174,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "crd":
         return crd_command(argv[1:])
+    if argv and argv[0] == "docs":
+        return docs_command(argv[1:])
     if argv and argv[0] == "rbac":
         return rbac_command()
     if argv and argv[0] == "run":

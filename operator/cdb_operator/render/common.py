@@ -17,8 +17,8 @@ MANAGED_BY = "cdb-operator"
 METRICS_LABEL = f"{model.GROUP}/metrics"
 #: Annotation with a hash of the rendered config, so a config change rolls the pods.
 CONFIG_HASH = f"{model.GROUP}/config-hash"
-#: Uid/gid of the project's image (a non-root user).
-APP_UID = 10001
+#: Uid/gid of the project's image (Dockerfile.base: USER 1000:1000).
+APP_UID = 1000
 
 Manifest = dict[str, Any]
 
