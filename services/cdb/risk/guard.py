@@ -95,7 +95,7 @@ class Guard(Service):
             self.breaker = breaker
             self.breaker_dirty = True
         log.log(
-            logging.INFO if event.severity == "INFO" else logging.WARNING,
+            {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(event.severity, logging.ERROR),
             "%s (%s/%s)",
             event.description,
             event.decision,

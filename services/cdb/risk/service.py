@@ -124,10 +124,10 @@ class RiskService(Guard):
         key = f"market:{event.exchange}:{event.status}:{event.timestamp}"
         if event.status == "ok":
             if self.market.problem is not None:
-                self.market.problem = None
                 self.decide(
                     RiskEvent(key, now, "INFO", "resume", "market_status", "market ok: resumed")
                 )
+                self.market.problem = None
             return
         problem = f"{event.exchange} {event.status}" + (f": {event.reason}" if event.reason else "")
         if self.market.problem is None:
@@ -196,8 +196,8 @@ class RiskService(Guard):
         cid, ctx = prior["client_id"], prior["context"] or {}
         if cid is None or prior["decision"] not in ("approve", "clip", "exit"):
             return
-        if cid in self.book.applied:
-            return  # filled already: nothing to resend
+        if cid in self.book.applied or cid in self.book.finished_sells:
+            return  # filled or finished already: nothing to resend
         side = "SELL" if prior["decision"] == "exit" else "BUY"
         order = Order(
             client_id=cid,
@@ -230,10 +230,11 @@ class RiskService(Guard):
                 self.book.cash,
             )
         if was_exit and result.status in FAILED:
-            self.exit_retry_at[result.symbol] = now + self.settings.RISK_EXIT_RETRY_S
+            wait = self.settings.RISK_EXIT_RETRY_S
+            self.exit_retry_at[result.symbol] = now + wait
             text = (
                 f"closing order {result.client_id} for {result.symbol} {result.status}: "
-                f"{result.error or 'no reason given'} – retrying in {self.settings.RISK_EXIT_RETRY_S} s with a new id"
+                f"{result.error or 'no reason given'} – retrying in {wait} s with a new id"
             )
             self.decide(
                 RiskEvent(
