@@ -7,6 +7,8 @@ import re
 
 import psycopg2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdb.db.migrate import migrate
 from cdb.events import CLIENT_ID_PATTERN, OrderResult
@@ -261,3 +263,38 @@ def test_breaker_state_row_is_json(store):
         cur.execute("SELECT value FROM service_state WHERE service='risk' AND key='breaker'")
         value = cur.fetchone()[0]
     assert value["manual"] is True and value["control_id"] == "c1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["BTC_USDT", "ETH_USDT"]),
+            st.sampled_from(["BUY", "SELL"]),
+            st.floats(0.01, 5.0),
+            st.floats(1.0, 200.0),
+            st.floats(0.0, 1.0),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.lists(st.integers(0, 11), max_size=12),
+)
+def test_redelivered_results_never_change_the_book(fills, redeliver):
+    """Any order of fills, with any of them delivered again later, gives the same book."""
+    results = [
+        result(f"c{i}", side=side, qty=qty, price=px, fee=fee, sym=sym)
+        for i, (sym, side, qty, px, fee) in enumerate(fills)
+    ]
+    once, twice = Portfolio(cash=1e6), Portfolio(cash=1e6)
+    for r in results:
+        once.apply(r, 2.0)
+        twice.apply(r, 2.0)
+        twice.apply(r, 2.0)
+    for i in redeliver:
+        if i < len(results):
+            twice.apply(results[i], 2.0)
+    assert twice.cash == pytest.approx(once.cash)
+    assert {s: p.quantity for s, p in twice.positions.items()} == pytest.approx(
+        {s: p.quantity for s, p in once.positions.items()}
+    )
