@@ -87,6 +87,15 @@ async def test_every_request_of_a_full_life_cycle_is_published_and_granted(
         await eventually(c.controls)
         await c.call("DELETE", f"/apis/apps/v1/namespaces/{NS}/deployments/{BOT}-risk")
         await eventually(lambda: c.live("Deployment", f"{BOT}-risk"))
+        await c.call(
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/configmaps/{BOT}-config",
+            {"data": {"LOG_LEVEL": "ERROR"}},
+            content_type="application/merge-patch+json",
+        )
+        await eventually(
+            lambda: c.live("ConfigMap", f"{BOT}-config")["data"]["LOG_LEVEL"] == "INFO"
+        )
         await c.patch_spec(
             {"networkPolicy": {"enabled": False}, "monitoring": {"serviceMonitor": "disabled"}}
         )
@@ -97,7 +106,8 @@ async def test_every_request_of_a_full_life_cycle_is_published_and_granted(
     # the life cycle really exercised the interesting calls
     assert {
         ("create", "apps", "deployments"),
-        ("get", "", "configmaps"),
+        ("list", "", "configmaps"),
+        ("patch", "", "configmaps"),
         ("delete", "networking.k8s.io", "networkpolicies"),
         ("delete", "monitoring.coreos.com", "servicemonitors"),
         ("patch", model.GROUP, "tradingbots/status"),

@@ -206,10 +206,17 @@ class Kube:
         path = path_of(api_version, kind, namespace)
         return self.request("GET", path, query={"labelSelector": selector}).get("items", [])
 
-    def ensure(self, obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """Create or patch ``obj``; returns ("created" | "updated" | "unchanged", live object)."""
+    def ensure(
+        self, obj: dict[str, Any], live: dict[str, Any] | None | type[Ellipsis] = ...
+    ) -> tuple[str, dict[str, Any]]:
+        """Create or patch ``obj``; returns ("created" | "updated" | "unchanged", live object).
+
+        ``live`` is the object as already read (from a list), ``None`` when known absent;
+        by default it is fetched.
+        """
         meta = obj["metadata"]
-        live = self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if live is ...:
+            live = self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         if live is None:
             try:
                 return "created", self.create(obj)

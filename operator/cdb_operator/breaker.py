@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from cdb.bus import BREAKER_KEY, Bus
 from cdb.events import Control, stable_id
@@ -224,6 +226,8 @@ class BreakerLink:
             password=address.password,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            # one attempt per poll: the poll itself is the retry, and a slow one delays others
+            retry=Retry(NoBackoff(), 0),
         )
 
     def send(self, send: Send) -> str:

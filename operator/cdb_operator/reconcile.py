@@ -134,12 +134,27 @@ def readiness(live: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def prune(ctx: Context, bot: Bot, desired: set[tuple[str, str, str]], kinds) -> list[str]:
-    """Delete children of kinds the spec can switch off that are no longer rendered."""
+def list_children(ctx: Context, bot: Bot, kinds) -> dict[tuple[str, str], dict[str, dict]]:
+    """The bot's live children by kind and name: one LIST per kind instead of a GET each."""
     selector = f"app.kubernetes.io/instance={bot.name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for api_version, kind in kinds:
+        items = ctx.kube.list(api_version, kind, bot.namespace, selector)
+        out[(api_version, kind)] = {i["metadata"]["name"]: i for i in items}
+    return out
+
+
+def prune(
+    ctx: Context,
+    bot: Bot,
+    desired: set[tuple[str, str, str]],
+    live: dict[tuple[str, str], dict[str, dict]],
+    kinds,
+) -> list[str]:
+    """Delete children of kinds the spec can switch off that are no longer rendered."""
     removed = []
     for api_version, kind in kinds:
-        for item in ctx.kube.list(api_version, kind, bot.namespace, selector):
+        for item in live.get((api_version, kind), {}).values():
             meta = item.get("metadata", {})
             owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
             if bot.uid not in owners or (api_version, kind, meta.get("name")) in desired:
@@ -304,19 +319,25 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
             ctx.passwords[(ns, name)] = passwords
             events += [("Normal", "Passwords", note) for note in notes]
             children = render_children(bot)
+            prunable = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring_api]
+            kinds = list(
+                dict.fromkeys([*((o["apiVersion"], o["kind"]) for o in children), *prunable])
+            )
+            existing = list_children(ctx, bot, kinds)
             changed = []
             for obj in children:
-                outcome, live = ctx.kube.ensure(obj)
+                # a child absent from the list (e.g. its labels were edited away) is created;
+                # the 409 that follows makes ensure() fetch and patch it instead
+                found = existing[(obj["apiVersion"], obj["kind"])].get(obj["metadata"]["name"])
+                outcome, live = ctx.kube.ensure(obj, found)
                 if outcome != "unchanged":
                     changed.append(f"{outcome} {obj['kind']} {obj['metadata']['name']}")
                 if obj["kind"] in WORKLOADS:
                     components[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = (
                         readiness(live)
                     )
-            kinds = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring_api]
-            changed += [
-                f"deleted {r}" for r in prune(ctx, bot, {key_of(o) for o in children}, kinds)
-            ]
+            desired = {key_of(o) for o in children}
+            changed += [f"deleted {r}" for r in prune(ctx, bot, desired, existing, prunable)]
             if changed:
                 events.append(("Normal", "Applied", "; ".join(changed)))
         except SpecInvalid as exc:
