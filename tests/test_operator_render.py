@@ -538,3 +538,15 @@ def test_services_select_their_deployments() -> None:
             selector = services[name]["spec"]["selector"]
             assert all(labels[k] == v for k, v in selector.items())
             assert workload["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_events_the_operator_posts_are_valid_core_v1_events() -> None:
+    from cdb_operator.apply import event_body
+
+    bot = {"metadata": {"name": "demo", "namespace": "trading", "uid": UID}}
+    event = event_body(bot, "Warning", "CredentialsSecretMissing", "x" * 5000, 1_700_000_000.5)
+    assert len(event["message"]) == 1000 and event["involvedObject"]["uid"] == UID
+    for version in (VERSIONS[0], VERSIONS[-1]):
+        kubernetes_validate.validate(event, version, strict=True)
+    later = event_body(bot, "Normal", "Applied", "m", 1_700_000_000.6)
+    assert later["metadata"]["name"] != event["metadata"]["name"]

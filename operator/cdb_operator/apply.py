@@ -109,6 +109,33 @@ def mutable_part(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def event_body(bot: dict[str, Any], type_: str, reason: str, message: str, now: float) -> dict:
+    """A core/v1 Event about the TradingBot ``bot`` (pure; named uniquely by the time)."""
+    meta = bot["metadata"]
+    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{int(now * 1e9):x}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": model.API_VERSION,
+            "kind": model.KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1000],
+        "source": {"component": FIELD_MANAGER},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": FIELD_MANAGER,
+    }
+
+
 class Kube:
     """A thin synchronous Kubernetes client: raw REST paths, JSON in and out."""
 
@@ -256,31 +283,7 @@ class Kube:
     def post_event(self, bot: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the TradingBot (best effort: never fails a reconcile)."""
         meta = bot["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta['name']}.{time.time_ns():x}",
-                "namespace": meta["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": model.API_VERSION,
-                "kind": model.KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid", ""),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1000],
-            "source": {"component": FIELD_MANAGER},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER,
-        }
+        event = event_body(bot, type_, reason, message, time.time())
         try:
             self.request("POST", path_of("v1", "Event", meta["namespace"]), event)
         except ApiError as exc:

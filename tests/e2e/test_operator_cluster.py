@@ -88,7 +88,7 @@ def wait_for(check, timeout: float = 120.0, what: str = "") -> Any:
             last = check()
             if last:
                 return last
-        except (subprocess.CalledProcessError, KeyError, ValueError) as exc:
+        except (subprocess.CalledProcessError, KeyError, ValueError, redis.RedisError) as exc:
             last = exc
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}: last {last!r}")
