@@ -229,10 +229,15 @@ def write_status(
     new: dict[str, Any],
     conds: list[Cond],
     extra_events: list[tuple[str, str, str]],
+    full: bool = True,
 ) -> dict[str, Any]:
-    """Patch status when it changed, and post an Event per changed condition."""
+    """Patch status when it changed, and post an Event per changed condition.
+
+    Only a ``full`` reconcile advances ``observedGeneration``: a breaker-only refresh has not
+    applied a newer spec to the children.
+    """
     ns, name = _key(body)
-    generation = body["metadata"].get("generation")
+    generation = body["metadata"].get("generation") if full else previous.get("observedGeneration")
     if "breaker" in new:
         metrics.observe_breaker(ns, name, new["breaker"])
     status = {
@@ -381,4 +386,4 @@ def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
         if not conds:
             conds = conditions.component_conditions({}, None)
         conds.append(breaker.condition(breaker_status))
-        return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [])
+        return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [], full=False)
