@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--rate", type=float, default=1000.0, help="latency: events per second")
     run.add_argument("--replay-days", type=int, default=365, help="replay: days of 1m candles")
     run.add_argument("--replay-symbols", type=int, default=20, help="replay: symbols")
+    run.add_argument(
+        "--no-aof", action="store_true", help="Redis without AOF (to show what AOF costs)"
+    )
     run.add_argument("--profile", action="store_true", help="signal/pipeline: py-spy profiles")
     run.add_argument("--flips", type=int, default=20, help="operator: breaker flips on a cluster")
     sub.add_parser("machine", help="print the machine description")
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         print(machine.markdown(info))
         return 0
     names = args.names or list(BENCHMARKS)
+    if getattr(args, "no_aof", False):
+        from bench.env import Servers
+
+        Servers.appendonly = False
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} cores: above ~1 other work shared the CPU and wall-clock rates "
             "are low by that much; per-CPU-second figures are not."
         )
-        extra = " --quick" if args.quick else ""
+        extra = (" --quick" if args.quick else "") + (" --no-aof" if args.no_aof else "")
         result.command = f"python -m bench run {name}{extra}"
         print("\n" + report.render_text(result), flush=True)
         print(f"({name}: {time.monotonic() - started:.1f} s)", flush=True)
@@ -80,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             report.update_section(result.name, report.render_markdown(result), docs)
             for extra_name, body in result.data.get("_sections", {}).items():
                 report.update_section(extra_name, body, docs)
+    if len(names) > 1:
+        from bench import targets
+
+        summary = targets.summarize(context)
+        summary.command = "python -m bench run" + (" --quick" if args.quick else "")
+        print("\n" + report.render_text(summary), flush=True)
+        if not args.no_docs:
+            report.update_section("targets", report.render_markdown(summary), docs)
     return 0
 
 

@@ -37,10 +37,10 @@ START = 1_735_689_600  # 2025-01-01T00:00:00Z
 
 @dataclass
 class Chunk:
-    """``minutes`` consecutive candles of every symbol, as Python lists (fast scalar access)."""
+    """``minutes`` consecutive candles of every symbol, minute-major Python lists (fast access)."""
 
     timestamps: list[int]
-    close: list[list[float]]  # [symbol][minute]
+    close: list[list[float]]  # [minute][symbol]
     volume: list[list[float]]  # quote volume over the lookback
     pct: list[list[float]]  # percent move over the lookback
 
@@ -70,12 +70,13 @@ class CandleGen:
             vol15 = csum[LOOKBACK:] - csum[:-LOOKBACK]
             pct = (all_close[LOOKBACK:] / all_close[:-LOOKBACK] - 1.0) * 100.0
             self.tail_close[i], self.tail_vol[i] = all_close[-LOOKBACK:], all_vol[-LOOKBACK:]
-            closes.append(close.round(8).tolist())
-            vols.append(vol15.round(2).tolist())
-            pcts.append(pct.round(4).tolist())
+            closes.append(close.round(8))
+            vols.append(vol15.round(2))
+            pcts.append(pct.round(4))
         ts = [START + (self.minute + k) * 60 for k in range(minutes)]
         self.minute += minutes
-        return Chunk(ts, closes, vols, pcts)
+        rows = [np.stack(a, axis=1).tolist() for a in (closes, vols, pcts)]
+        return Chunk(ts, *rows)
 
     def chunks(self, total_minutes: int, size: int = 14_400) -> Iterator[Chunk]:
         done = 0
@@ -152,31 +153,34 @@ class Backtest:
         """Every candle of the chunk, minute by minute across symbols; returns how many."""
         evaluate, update = self.engine.evaluate, self.market.update
         positions = self.book.positions
+        stop_hit = rules.stop_hit
         make = trusted_market_data if self.trusted else MarketData
-        n_sym = len(symbols)
-        for k, ts in enumerate(chunk.timestamps):
+        # minute-major rows: (close, volume, pct) of every symbol at each minute
+        rows = zip(chunk.close, chunk.volume, chunk.pct, strict=True)
+        for ts, (closes, volumes, pcts) in zip(chunk.timestamps, rows, strict=True):
             if ts % 86_400 == 0:
                 self._day(ts)
-            for j in range(n_sym):
-                symbol, price = symbols[j], chunk.close[j][k]
+            for symbol, price, volume, pct in zip(symbols, closes, volumes, pcts, strict=True):
                 md = make(
                     timestamp=ts,
                     symbol=symbol,
                     price=price,
-                    volume=chunk.volume[j][k],
-                    pct_change=chunk.pct[j][k],
+                    volume=volume,
+                    pct_change=pct,
                     interval="1m",
                     source="replay",
                 )
                 update(symbol, price, ts)
-                pos = positions.get(symbol)
-                if pos is not None and rules.stop_hit(price, pos.stop_loss):
-                    self.decisions["exit/stop_loss"] += 1
-                    self._fill(pos.exit_client_id(), symbol, "SELL", pos.quantity, price, ts)
+                if positions:
+                    pos = positions.get(symbol)
+                    if pos is not None and stop_hit(price, pos.stop_loss):
+                        self.decisions["exit/stop_loss"] += 1
+                        cid = self.book.exit_client_id(symbol)
+                        self._fill(cid, symbol, "SELL", pos.quantity, price, ts)
                 found = evaluate(md)
                 if found:
                     self._signals(found, ts)
-        n = len(chunk.timestamps) * n_sym
+        n = len(chunk.timestamps) * len(symbols)
         self.candles += n
         return n
 

@@ -28,6 +28,9 @@ from bench.synth import MarketGen, fill
 from cdb.bus import MARKET_DATA, Bus
 from cdb.events import MarketData
 
+#: Entries in the backlog the drain loops read.
+DRAIN = 100_000
+
 
 def _backlog_gen(n_symbols: int = 200) -> MarketGen:
     return MarketGen(n_symbols=n_symbols, fire=0.01)
@@ -124,16 +127,16 @@ def bus_loop(client: redis.Redis, n: int, batch: int = 500) -> float:
 
 def measure(client: redis.Redis, port: int, quick: bool = False) -> dict[str, float | None]:
     """The baseline figures (entries or commands per second) on a running Redis."""
-    n_plain = 3_000 if quick else 60_000
-    n_pipe = 10_000 if quick else 300_000
-    n_drain = 5_000 if quick else 200_000
+    n_plain = 3_000 if quick else 20_000
+    n_pipe = 10_000 if quick else 200_000
+    n_drain = 5_000 if quick else DRAIN
     payload = next(_backlog_gen().payloads(1))
     figures: dict[str, float | None] = {
         "xadd": xadd_rate(client, n_plain),
         "xadd_pipelined": xadd_rate(client, n_pipe, pipeline=500),
-        "rb_xadd": redis_benchmark(port, n_plain * 2, 1, 1, payload),
+        "rb_xadd": redis_benchmark(port, n_plain, 1, 1, payload),
         "rb_xadd_pipelined": redis_benchmark(port, n_pipe, 1, 500, payload),
-        "rb_xadd_50_clients": redis_benchmark(port, n_pipe, 50, 1, payload),
+        "rb_xadd_50_clients": redis_benchmark(port, n_pipe // 2, 50, 1, payload),
         "drain_no_validation": bare_loop(client, n_drain, validate=False),
         "bare_loop": bare_loop(client, n_drain, validate=True),
         "bus_loop": bus_loop(client, n_drain),
@@ -165,13 +168,14 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         value = figures[key]
         table.add(what, how, "not installed" if value is None else value)
     result.data = figures
+    aof = "AOF, appendfsync everysec" if Servers.appendonly else "AOF OFF (--no-aof)"
     result.note(
-        "Redis as `cdb up` runs it (AOF, appendfsync everysec), on loopback; payload: one "
+        f"Redis as `cdb up` runs it ({aof}), on loopback; payload: one "
         f"feed-format market_data event ({len(next(_backlog_gen().payloads(1)))} bytes of JSON)."
     )
     result.note(
         "The drain rows read a backlog of "
-        f"{5_000 if quick else 200_000:,} entries; the pydantic bare loop is the reference "
+        f"{5_000 if quick else DRAIN:,} entries; the pydantic bare loop is the reference "
         "every consumer is compared with."
     )
     if context is not None:

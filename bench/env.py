@@ -42,11 +42,14 @@ def service_available(name: str) -> bool:
 class Servers:
     """A private Redis (and optionally a migrated PostgreSQL) for one benchmark."""
 
+    #: AOF on by default (as deployed); ``python -m bench run --no-aof`` turns it off everywhere.
+    appendonly = True
+
     def __init__(self, postgres: bool = False) -> None:
         self.want_postgres = postgres
         self.root = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
         self.root.chmod(0o755)  # PostgreSQL runs as 'postgres' when we are root
-        self.redis_server = RedisServer(self.root / "redis")
+        self.redis_server = RedisServer(self.root / "redis", appendonly=Servers.appendonly)
         self.pg: PostgresServer | None = None
         self.procs: list[ServiceProcess] = []
 

@@ -174,4 +174,6 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
             result.note(f"Target missed: p99 {percentile(flips, 99):.2f} s > 1 s.")
     result.note(f"Best of {repeat} repetitions; rendering is pure CPU in the operator process.")
     result.data = {"one_ms": secs / one_n * 1000, "hundred_s": secs100, "cluster": outcome}
+    if context is not None:
+        context["operator"] = result.data
     return result

@@ -17,7 +17,17 @@ from typing import Any
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 #: Order of the generated sections in a new file.
-SECTIONS = ("machine", "bus", "signal", "pipeline", "latency", "replay", "operator", "memory")
+SECTIONS = (
+    "machine",
+    "targets",
+    "bus",
+    "signal",
+    "pipeline",
+    "memory",
+    "latency",
+    "replay",
+    "operator",
+)
 
 HEADER = """# Benchmarks
 

@@ -103,11 +103,21 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
     t.add("signals published", f["signals"], "")
     t.add("dead-lettered", f["dead_letter"], "0")
     t.add("peak RSS, MiB", f["rss_peak"] / 2**20, "")
-    miss = min(f["rate"], f["rate_per_cpu"])
-    if not quick and miss < TARGET:
+    if not quick and (f["rate"] < TARGET or f["rate_per_cpu"] < TARGET):
         result.note(
-            f"Target missed: {f['rate']:,.0f}/s wall, {f['rate_per_cpu']:,.0f} per CPU-second "
-            f"({(1 - f['rate_per_cpu'] / TARGET) * 100:.0f} % below {TARGET:,} per CPU-second)."
+            f"Target: wall clock {f['rate']:,.0f}/s "
+            + (
+                "(met)"
+                if f["rate"] >= TARGET
+                else f"({(1 - f['rate'] / TARGET) * 100:.0f} % below)"
+            )
+            + f", per CPU-second {f['rate_per_cpu']:,.0f} "
+            + (
+                "(met)"
+                if f["rate_per_cpu"] >= TARGET
+                else f"({(1 - f['rate_per_cpu'] / TARGET) * 100:.0f} % below)"
+            )
+            + "; the wall-clock figure shares two cores with Redis and the load noted below."
         )
     result.note(
         f"Median of {repeat} runs by entries per CPU-second; all runs (wall / per CPU-s): "

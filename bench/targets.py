@@ -1,0 +1,69 @@
+"""The issue's targets against what a full run measured: met or missed, and by how much."""
+
+from __future__ import annotations
+
+from bench.latency import percentile
+from bench.report import Result
+
+
+def _gap(value: float, target: float, higher_is_better: bool = True) -> str:
+    if higher_is_better:
+        return "met" if value >= target else f"missed by {(1 - value / target) * 100:.0f} %"
+    return "met" if value <= target else f"missed: {value / target:.1f}x the target"
+
+
+def summarize(context: dict) -> Result:
+    """A table of every target whose benchmark ran in this invocation."""
+    result = Result("targets", "Targets (issue 7) against this run")
+    t = result.table("Targets", ["target", "required", "measured", "verdict"])
+    if "signal" in context:
+        s = context["signal"]
+        t.add(
+            "signal engine alone, entries/s (wall)",
+            ">= 100,000",
+            s["rate"],
+            _gap(s["rate"], 100_000),
+        )
+        t.add(
+            "signal engine alone, entries per CPU-second",
+            ">= 100,000",
+            s["rate_per_cpu"],
+            _gap(s["rate_per_cpu"], 100_000),
+        )
+    if "pipeline" in context:
+        p = context["pipeline"]
+        t.add(
+            "full pipeline, market_data/s sustained",
+            ">= 20,000",
+            p["md_rate"],
+            _gap(p["md_rate"], 20_000),
+        )
+        t.add(
+            "nothing lost, nothing dead-lettered",
+            "0 problems",
+            len(p["problems"]),
+            "met" if not p["problems"] else "MISSED: " + "; ".join(p["problems"])[:200],
+        )
+    if "latency" in context:
+        e2e = context["latency"].get("market_data → order_result") or []
+        if e2e:
+            p50, p99 = percentile(e2e, 50), percentile(e2e, 99)
+            t.add("tick → order_result p50, ms", "<= 2", p50, _gap(p50, 2, False))
+            t.add("tick → order_result p99, ms", "<= 10", p99, _gap(p99, 10, False))
+    if "replay" in context:
+        r = context["replay"]["full"]
+        t.add(
+            "replay, candles/s (validated events)",
+            ">= 500,000",
+            r["rate"],
+            _gap(r["rate"], 500_000),
+        )
+    if "operator" in context:
+        c = context["operator"]["cluster"]
+        if isinstance(c, str):
+            t.add("breaker patch → halted p99, s", "<= 1", "-", c)
+        else:
+            p99 = percentile(c[1], 99)
+            t.add("breaker patch → halted p99, s", "<= 1", p99, _gap(p99, 1, False))
+    result.note("Why each miss happens, and what would fix it: see the analysis below.")
+    return result
