@@ -550,3 +550,13 @@ def test_events_the_operator_posts_are_valid_core_v1_events() -> None:
         kubernetes_validate.validate(event, version, strict=True)
     later = event_body(bot, "Normal", "Applied", "m", 1_700_000_000.6)
     assert later["metadata"]["name"] != event["metadata"]["name"]
+
+
+def test_redis_admits_the_operators_own_namespace_unless_the_spec_names_one() -> None:
+    def operator_ns(bot: Bot) -> dict:
+        policy = by_kind(render_children(bot), "NetworkPolicy")["demo-np-redis"]
+        return policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"]
+
+    default = Bot("demo", "trading", UID, model.parse_spec({}), operator_namespace="cdb-ops")
+    assert operator_ns(default) == {"kubernetes.io/metadata.name": "cdb-ops"}
+    assert operator_ns(make(FULL)) == {"kubernetes.io/metadata.name": "ops"}

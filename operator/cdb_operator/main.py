@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,13 @@ def _run_parser() -> argparse.ArgumentParser:
         default="{name}-redis.{namespace}.svc:6379",
         help="where a bot's Redis is, as a template with {name} and {namespace} "
         "(e.g. for a port-forward when running outside the cluster)",
+    )
+    p.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("POD_NAMESPACE", "cdb-system"),
+        help="the operator's namespace, admitted to the bots' Redis by their NetworkPolicies "
+        "unless a bot sets networkPolicy.operatorNamespace (default: $POD_NAMESPACE, else "
+        "cdb-system)",
     )
     p.add_argument(
         "--watch-timeout",
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         kube=kube,
         redis_address=service_dns_address(args.redis_address),
         resend_after=args.resend_after,
+        operator_namespace=args.operator_namespace,
     )
     options = Options(
         resync_seconds=args.resync,

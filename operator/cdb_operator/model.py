@@ -295,8 +295,10 @@ class NetworkPolicy(Spec):
     monitoring_namespace: Annotated[str, Field(max_length=63)] = Field(
         "monitoring", description="Namespace whose pods may scrape the metrics ports"
     )
-    operator_namespace: Annotated[str, Field(max_length=63)] = Field(
-        "cdb-system", description="Namespace of the operator (admitted to Redis for the breaker)"
+    operator_namespace: Annotated[str, Field(max_length=63)] | None = Field(
+        None,
+        description="Namespace of the operator, admitted to Redis for the breaker "
+        "(default: the namespace the operator runs in)",
     )
     egress_cidrs: list[Annotated[str, Field(max_length=43)]] = Field(
         default_factory=lambda: ["0.0.0.0/0"],

@@ -53,6 +53,8 @@ class Context:
     #: (namespace, bot name, Redis password) → where to reach that bot's Redis.
     redis_address: Callable[[str, str, str | None], breaker.RedisAddress]
     resend_after: float = 30.0
+    #: The operator's own namespace (admitted to each bot's Redis by its NetworkPolicy).
+    operator_namespace: str = "cdb-system"
     clock: Callable[[], float] = time.time
     passwords: dict[Key, dict[str, str]] = field(default_factory=dict)
     #: The newest body seen of each bot (kopf events and handlers keep it current): a
@@ -319,7 +321,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                             f"{MONITORING_API} is not served: no ServiceMonitor",
                         )
                     )
-            bot = Bot(name, ns, bot.uid, spec, monitoring_api=monitoring_api)
+            bot = Bot(name, ns, bot.uid, spec, monitoring_api, ctx.operator_namespace)
             passwords, notes = ensure_secret(ctx, bot)
             ctx.passwords[(ns, name)] = passwords
             events += [("Normal", "Passwords", note) for note in notes]

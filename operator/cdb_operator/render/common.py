@@ -33,6 +33,8 @@ class Bot:
     spec: model.TradingBotSpec
     #: Whether the monitoring.coreos.com/v1 API exists in the cluster (asked by the apply layer).
     monitoring_api: bool = False
+    #: Where the operator runs, unless ``networkPolicy.operatorNamespace`` says otherwise.
+    operator_namespace: str = "cdb-system"
 
     def child(self, component: str) -> str:
         """The name of a child object: ``<bot>-<component>``."""

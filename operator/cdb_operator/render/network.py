@@ -81,7 +81,9 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
                     "from": [
                         {"podSelector": _pods(bot, redis_clients)},
                         {
-                            "namespaceSelector": _namespace(np.operator_namespace),
+                            "namespaceSelector": _namespace(
+                                np.operator_namespace or bot.operator_namespace
+                            ),
                             "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
                         },
                     ],
