@@ -560,3 +560,16 @@ def test_redis_admits_the_operators_own_namespace_unless_the_spec_names_one() ->
     default = Bot("demo", "trading", UID, model.parse_spec({}), operator_namespace="cdb-ops")
     assert operator_ns(default) == {"kubernetes.io/metadata.name": "cdb-ops"}
     assert operator_ns(make(FULL)) == {"kubernetes.io/metadata.name": "ops"}
+
+
+def test_notifier_alone_gets_its_web_push_secret() -> None:
+    objs = render_children(make({"services": {"notifier": {"envSecret": "push-keys"}}}))
+    for name, d in by_kind(objs, "Deployment").items():
+        env_from = d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        refs = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
+        assert refs == (["push-keys"] if name == "demo-notifier" else []), name
+    assert not any(
+        "secretRef" in e
+        for d in by_kind(render_children(make()), "Deployment").values()
+        for e in d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    )

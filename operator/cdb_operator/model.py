@@ -198,6 +198,17 @@ class ScalableService(Service):
     replicas: Annotated[int, Field(ge=1, le=5)] = Field(1, description="Number of replicas")
 
 
+class NotifierService(ScalableService):
+    """The notifier: scalable, and optionally given its web-push keys from a Secret."""
+
+    env_secret: ObjectName | None = Field(
+        None,
+        description="Secret whose keys become the notifier's environment (WEBPUSH_VAPID_PUBLIC_KEY, "
+        "WEBPUSH_VAPID_PRIVATE_KEY, WEBPUSH_CONTACT, NOTIFIER_API_TOKEN); given to the "
+        "notifier only",
+    )
+
+
 class Services(Spec):
     """Per-service settings; risk and execution always run exactly one replica."""
 
@@ -208,7 +219,9 @@ class Services(Spec):
     persistence: ScalableService = Field(
         default_factory=ScalableService, description="PostgreSQL writer"
     )
-    notifier: ScalableService = Field(default_factory=ScalableService, description="Alert notifier")
+    notifier: NotifierService = Field(
+        default_factory=NotifierService, description="Alert notifier (web push)"
+    )
 
 
 def _db_resources() -> Resources:

@@ -66,6 +66,9 @@ def render_deployment(bot: Bot, service: str) -> Manifest:
     spec = getattr(bot.spec.services, service)
     env = service_env(bot, service)
     main = _container(bot, service, ["run", service], env)
+    secret = getattr(spec, "env_secret", None)
+    if secret:
+        main["envFrom"] = [*main["envFrom"], {"secretRef": {"name": secret}}]
     main["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     main["resources"] = resources(spec.resources)
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 3}
