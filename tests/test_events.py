@@ -149,3 +149,21 @@ def test_cdb_schema_writes_identical_file(tmp_path):
     out = tmp_path / "EVENT_SCHEMA.json"
     assert main(["schema", "--output", str(out)]) == 0
     assert out.read_bytes() == (ROOT / "docs" / "EVENT_SCHEMA.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("type_", "field", "value"),
+    [
+        ("signal", "reason", "a\x00b"),
+        ("alert", "message", "\x00"),
+        ("alert", "context", {"k": "v\x00"}),
+        ("alert", "context", {"k\x00": 1}),
+        ("alert", "context", {"k": [float("nan")]}),
+        ("alert", "context", {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}),
+        ("health", "details", {"k": "x" * 1001}),
+    ],
+)
+def test_free_text_and_mappings_are_storable(type_, field, value):
+    """No NUL (PostgreSQL cannot store it), no NaN, bounded size and depth."""
+    with pytest.raises(ValidationError):
+        EVENT_TYPES[type_](**{**GOOD[type_], field: value})

@@ -28,7 +28,16 @@ Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
 Side = Literal["BUY", "SELL"]
-Reason = Annotated[str, Field(max_length=200)]
+#: Free text: no NUL character, which no reader needs and PostgreSQL cannot store.
+NO_NUL = r"^[^\x00]*$"
+
+
+def text(max_length: int, min_length: int = 0) -> Any:
+    """A bounded free-text field type."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=NO_NUL)]
+
+
+Reason = text(200)
 ClientId = Annotated[
     str, Field(pattern=CLIENT_ID_PATTERN, description="Idempotency key, <= 32 chars (MEXC limit)")
 ]
@@ -38,6 +47,37 @@ Timestamp = Annotated[int, Field(ge=0, description="Unix seconds (UTC)")]
 def now() -> int:
     """Current Unix time in whole seconds, the unit of every ``timestamp``."""
     return int(time.time())
+
+
+def check_mapping(value: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """Keep free-form mappings small and storable: a hostile one must not bloat or break readers.
+
+    At most 50 keys, 4 levels, strings of 1000 characters, finite numbers, no NUL anywhere
+    (PostgreSQL's JSONB cannot store it).
+    """
+    if depth > 4:
+        raise ValueError("nested more than 4 levels deep")
+    if len(value) > 50:
+        raise ValueError("more than 50 keys")
+    for key, item in value.items():
+        if "\x00" in key:
+            raise ValueError("a key contains a NUL character")
+        _check_item(key, item, depth)
+    return value
+
+
+def _check_item(key: str, item: Any, depth: int) -> None:
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ValueError(f"[{key!r}] is not a finite number")
+    if isinstance(item, str) and (len(item) > 1000 or "\x00" in item):
+        raise ValueError(f"[{key!r}] is longer than 1000 characters or contains NUL")
+    if isinstance(item, dict):
+        check_mapping(item, depth + 1)
+    if isinstance(item, list):
+        if len(item) > 50:
+            raise ValueError(f"[{key!r}] has more than 50 items")
+        for element in item:
+            _check_item(key, element, depth + 1)
 
 
 class Event(BaseModel):
@@ -67,7 +107,7 @@ class MarketStatus(Event):
     """The feed's view of the exchange: the risk manager pauses trading when it is not ``ok``."""
 
     type: Literal["market_status"] = "market_status"
-    exchange: Annotated[str, Field(max_length=32)] = "mexc"
+    exchange: text(32) = "mexc"
     status: Literal["ok", "unreachable", "stale"]
     reason: Reason = ""
 
@@ -76,7 +116,7 @@ class Signal(Event):
     """A strategy's opinion that a symbol should be bought or sold."""
 
     type: Literal["signal"] = "signal"
-    signal_id: Annotated[str, Field(min_length=1, max_length=64)]
+    signal_id: text(64, min_length=1)
     symbol: Symbol
     side: Side
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -84,7 +124,7 @@ class Signal(Event):
     pct_change: float = Field(allow_inf_nan=False)
     volume: NonNegative = 0.0
     reason: Reason
-    strategy: Annotated[str, Field(max_length=64)] = "momentum"
+    strategy: text(64) = "momentum"
 
 
 class Order(Event):
@@ -98,7 +138,7 @@ class Order(Event):
     price: Price | None = Field(default=None, description="Reference price the risk check used")
     stop_loss: Price | None = None
     take_profit: Price | None = None
-    signal_id: Annotated[str, Field(max_length=64)] | None = None
+    signal_id: text(64) | None = None
     reason: Reason = ""
 
 
@@ -113,8 +153,8 @@ class OrderResult(Event):
     filled_quantity: NonNegative = 0.0
     avg_price: NonNegative = 0.0
     fee: NonNegative = 0.0
-    error: Annotated[str, Field(max_length=500)] | None = None
-    exchange_order_id: Annotated[str, Field(max_length=64)] | None = None
+    error: text(500) | None = None
+    exchange_order_id: text(64) | None = None
     mode: Literal["paper", "validate", "live"] = "paper"
 
 
@@ -124,31 +164,28 @@ class Alert(Event):
     type: Literal["alert"] = "alert"
     level: Literal["INFO", "WARNING", "CRITICAL"]
     code: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,64}$")]
-    message: Annotated[str, Field(max_length=500)]
+    message: text(500)
     context: dict[str, Any] = Field(default_factory=dict)
-    source: Annotated[str, Field(max_length=64)] = ""
+    source: text(64) = ""
 
     @field_validator("context")
     @classmethod
-    def _context_is_small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """Keep alerts small and JSON-clean: a hostile context must not bloat every consumer."""
-        if len(value) > 50:
-            raise ValueError("context has more than 50 keys")
-        for key, item in value.items():
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"context[{key!r}] is not a finite number")
-            if isinstance(item, str) and len(item) > 1000:
-                raise ValueError(f"context[{key!r}] is longer than 1000 characters")
-        return value
+    def _context_is_clean(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_mapping(value)
 
 
 class Health(Event):
     """A service's periodic heartbeat, written to ``health_checks`` by the persistence writer."""
 
     type: Literal["health"] = "health"
-    service: Annotated[str, Field(max_length=64)]
+    service: text(64)
     status: Literal["ok", "degraded", "down"]
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("details")
+    @classmethod
+    def _details_are_clean(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_mapping(value)
 
 
 class Control(Event):
@@ -158,7 +195,7 @@ class Control(Event):
     action: Literal["engage_breaker", "release_breaker", "kill_switch"]
     reason: Reason = ""
     source: Literal["operator", "dashboard", "cli", "risk"]
-    control_id: Annotated[str, Field(max_length=64)] | None = Field(
+    control_id: text(64) | None = Field(
         default=None, description="Set by the sender to match a confirmation to its request"
     )
 
@@ -172,7 +209,7 @@ class BreakerState(Event):
     drawdown: bool = False
     kill_switch: bool = False
     reason: Reason = ""
-    control_id: Annotated[str, Field(max_length=64)] | None = None
+    control_id: text(64) | None = None
 
 
 AnyEvent = Annotated[
