@@ -573,3 +573,17 @@ def test_notifier_alone_gets_its_web_push_secret() -> None:
         for d in by_kind(render_children(make()), "Deployment").values()
         for e in d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
     )
+
+
+def test_service_monitor_carries_the_labels_prometheus_selects():
+    """kube-prometheus-stack selects ServiceMonitors by its release label: set by default."""
+    from cdb_operator.render.monitoring import render_service_monitor
+
+    default = render_service_monitor(make(monitoring_api=True))[0]["metadata"]["labels"]
+    assert default["release"] == "kube-prometheus-stack"
+    custom = make(
+        {"monitoring": {"serviceMonitorLabels": {"release": "prom"}}}, monitoring_api=True
+    )
+    labels = render_service_monitor(custom)[0]["metadata"]["labels"]
+    assert labels["release"] == "prom"
+    assert labels["app.kubernetes.io/managed-by"] == "cdb-operator"

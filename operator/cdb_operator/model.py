@@ -299,6 +299,12 @@ class Monitoring(Spec):
     interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h)$")] = Field(
         "30s", description="Scrape interval"
     )
+    service_monitor_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=lambda: {"release": "kube-prometheus-stack"},
+        description="Extra labels on the ServiceMonitor, for the Prometheus that selects it. "
+        "The default matches kube-prometheus-stack installed under the release name "
+        "kube-prometheus-stack; set {release: NAME} for another release name",
+    )
 
 
 class NetworkPolicy(Spec):

@@ -20,11 +20,14 @@ def wants_service_monitor(bot: Bot) -> bool:
 def render_service_monitor(bot: Bot) -> list[Manifest]:
     if not wants_service_monitor(bot):
         return []
+    meta = metadata(bot, bot.child("metrics"), "metrics")
+    # the standard labels win: a user label must not break our own selection of children
+    meta["labels"] = {**bot.spec.monitoring.service_monitor_labels, **meta["labels"]}
     return [
         {
             "apiVersion": API_VERSION,
             "kind": "ServiceMonitor",
-            "metadata": metadata(bot, bot.child("metrics"), "metrics"),
+            "metadata": meta,
             "spec": {
                 "selector": {"matchLabels": {**instance_labels(bot), METRICS_LABEL: "true"}},
                 "namespaceSelector": {"matchNames": [bot.namespace]},
