@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "bus": "bench.bus_baseline",
     "signal": "bench.signal_drain",
     "pipeline": "bench.pipeline",
+    "pipeline-noaof": "bench.pipeline_noaof",
     "latency": "bench.latency",
     "replay": "bench.replay",
     "operator": "bench.operator_bench",

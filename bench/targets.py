@@ -44,6 +44,14 @@ def summarize(context: dict) -> Result:
             len(p["problems"]),
             "met" if not p["problems"] else "MISSED: " + "; ".join(p["problems"])[:200],
         )
+    if "pipeline_noaof" in context:
+        p = context["pipeline_noaof"]
+        t.add(
+            "full pipeline, Redis without AOF (comparison)",
+            ">= 20,000",
+            p["md_rate"],
+            _gap(p["md_rate"], 20_000),
+        )
     if "latency" in context:
         e2e = context["latency"].get("market_data → order_result") or []
         if e2e:

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from bench import backtest, latency, operator_bench, pipeline, replay, report, signal_drain
+from bench import (
+    backtest,
+    latency,
+    operator_bench,
+    pipeline,
+    pipeline_noaof,
+    replay,
+    report,
+    signal_drain,
+    targets,
+)
+from bench.env import Servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,3 +145,39 @@ def test_operator_rendering_and_cluster_skip(monkeypatch: pytest.MonkeyPatch) ->
     result = operator_bench.run(quick=True, context=quick_context())
     assert result.data["one_ms"] > 0
     assert "KUBECONFIG is not set" in result.data["cluster"]
+
+
+def test_pipeline_noaof_runs_the_pipeline_without_aof_and_keeps_the_aof_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = []
+
+    def fake_run(quick: bool, context: dict) -> report.Result:
+        seen.append(Servers.appendonly)
+        context["pipeline"] = {"md_rate": 2.0, "problems": []}
+        return report.Result("pipeline", "x", data={"_sections": {"memory": "m"}})
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    context = {"pipeline": {"md_rate": 1.0, "problems": []}}
+    result = pipeline_noaof.run(quick=True, context=context)
+    assert seen == [False] and Servers.appendonly is True
+    assert context["pipeline"]["md_rate"] == 1.0
+    assert context["pipeline_noaof"]["md_rate"] == 2.0
+    assert result.name == "pipeline_noaof" and "_sections" not in result.data
+
+
+def test_targets_say_met_or_by_how_much() -> None:
+    context = {
+        "signal": {"rate": 50_000.0, "rate_per_cpu": 120_000.0},
+        "pipeline": {"md_rate": 15_000.0, "problems": []},
+        "latency": {"market_data → order_result": [1.0, 2.0, 30.0]},
+        "operator": {"cluster": "skipped: KUBECONFIG is not set"},
+    }
+    rows = {r[0]: r[-1] for r in targets.summarize(context).tables[0].rows}
+    assert rows["signal engine alone, entries/s (wall)"] == "missed by 50 %"
+    assert rows["signal engine alone, entries per CPU-second"] == "met"
+    assert rows["full pipeline, market_data/s sustained"] == "missed by 25 %"
+    assert rows["nothing lost, nothing dead-lettered"] == "met"
+    assert rows["tick → order_result p50, ms"] == "met"
+    assert rows["tick → order_result p99, ms"] == "missed: 3.0x the target"
+    assert rows["breaker patch → halted p99, s"].startswith("skipped")
