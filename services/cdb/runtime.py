@@ -316,7 +316,8 @@ class Runtime:
         """Run until stopped; returns the process exit code (0 after a graceful stop)."""
         self._install_signal_handlers()
         self.start_http()
-        backoff = ExponentialWithJitterBackoff(cap=30.0, base=0.5)
+        # capped low: a retry is cheap, and recovery after an outage waits at most this long
+        backoff = ExponentialWithJitterBackoff(cap=5.0, base=0.25)
         failures = 0
         ready = False
         log.info("%s %s starting", self.service.name, __version__)
