@@ -46,7 +46,8 @@ class Chunk:
 
 
 class CandleGen:
-    """Geometric random walks with rare strong moves; quote volume log-normal per minute."""
+    """Geometric random walks with rare strong moves (either way, so no drift) and
+    log-normal quote volume per minute."""
 
     def __init__(self, n_symbols: int, seed: int = 42) -> None:
         self.rngs = [np.random.default_rng([seed, i]) for i in range(n_symbols)]
@@ -60,8 +61,9 @@ class CandleGen:
         closes, vols, pcts = [], [], []
         for i, rng in enumerate(self.rngs):
             ret = rng.normal(0.0, 0.0008, minutes)
-            jumps = rng.random(minutes) < 1 / 3000
-            ret[jumps] += rng.normal(0.04, 0.015, int(jumps.sum()))
+            jumps = rng.random(minutes) < 1 / 3000  # a strong move, up or down, no drift
+            n_jumps = int(jumps.sum())
+            ret[jumps] += rng.choice([-1.0, 1.0], n_jumps) * rng.normal(0.04, 0.015, n_jumps)
             close = self.tail_close[i][-1] * np.exp(np.cumsum(ret))
             minute_vol = rng.lognormal(np.log(15_000), 0.8, minutes)
             all_close = np.concatenate([self.tail_close[i], close])

@@ -76,7 +76,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         fast["rate_per_cpu"],
         f">= {TARGET:,}",
     )
-    d = result.table("What the year produced (validated pass)", ["measure", "value"])
+    d = result.table(f"What the {days} days produced (validated pass)", ["measure", "value"])
     d.add("signals", full["signals"])
     d.add("fills (entries and exits)", full["fills"])
     for key, count in sorted(full["decisions"].items()):
