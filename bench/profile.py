@@ -54,6 +54,8 @@ def summarize(path: str, top: int = 15, thread_marker: str = "_run_module_as_mai
     Only stacks through ``thread_marker`` count (the main thread, where the service loop
     runs): the HTTP server's idle worker threads would otherwise fill the table.
     """
+    if not Path(path).exists():  # py-spy missing or refused to attach
+        return {"samples": 0, "self": [], "total": [], "missing": True}
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -79,6 +81,8 @@ def summarize(path: str, top: int = 15, thread_marker: str = "_run_module_as_mai
 
 
 def format_summary(summary: dict) -> str:
+    if summary.get("missing"):
+        return "py-spy: no profile (install it with `pip install py-spy`; it needs ptrace)"
     lines = [f"py-spy: {summary['samples']} samples", "self %  function"]
     lines += [f"{p:6.1f}  {f}" for f, p in summary["self"]]
     lines += ["", "total % function"]
