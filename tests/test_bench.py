@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import (
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench import (  # noqa: E402
     backtest,
     latency,
     operator_bench,
@@ -26,9 +30,7 @@ from bench import (
     signal_drain,
     targets,
 )
-from bench.env import Servers
-
-ROOT = Path(__file__).resolve().parent.parent
+from bench.env import Servers  # noqa: E402
 
 
 def quick_context(**extra) -> dict:
