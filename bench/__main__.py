@@ -19,6 +19,7 @@ from bench import machine, report
 BENCHMARKS: dict[str, str] = {
     "bus": "bench.bus_baseline",
     "signal": "bench.signal_drain",
+    "feed": "bench.feed_rate",
     "pipeline": "bench.pipeline",
     "pipeline-noaof": "bench.pipeline_noaof",
     "latency": "bench.latency",
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--repeat", type=int, default=3, help="signal: runs (median reported)")
     run.add_argument("--duration", type=float, default=30.0, help="pipeline: seconds sustained")
     run.add_argument("--order-heavy", action="store_true", help="pipeline: latency settings")
-    run.add_argument("--symbols", type=int, default=200, help="pipeline/latency: symbols")
+    run.add_argument("--symbols", type=int, default=200, help="feed/pipeline/latency: symbols")
     run.add_argument("--latency-duration", type=float, default=30.0, help="latency: seconds")
     run.add_argument("--rate", type=float, default=1000.0, help="latency: events per second")
     run.add_argument("--replay-days", type=int, default=365, help="replay: days of 1m candles")

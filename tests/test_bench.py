@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory, not an instal
 
 from bench import (  # noqa: E402
     backtest,
+    feed_rate,
     latency,
     operator_bench,
     pipeline,
@@ -183,3 +184,8 @@ def test_targets_say_met_or_by_how_much() -> None:
     assert rows["tick → order_result p50, ms"] == "met"
     assert rows["tick → order_result p99, ms"] == "missed: 3.0x the target"
     assert rows["breaker patch → halted p99, s"].startswith("skipped")
+
+
+def test_feed_benchmark_runs_the_real_feed() -> None:
+    result = feed_rate.run(quick=True, context=quick_context())
+    assert result.data["events"] > 0 and result.data["rate"] > 0
