@@ -43,7 +43,7 @@ PRICES = st.floats(min_value=1e-9, max_value=1e12, allow_nan=False, allow_infini
 AMOUNTS = st.floats(min_value=0, max_value=1e15, allow_nan=False, allow_infinity=False)
 TIMES = st.integers(min_value=0, max_value=2**40) | st.just(now())
 IDS = st.text(alphabet="abcdef0123456789", min_size=1, max_size=24)
-TEXT = st.text(max_size=200)
+TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=200)
 
 VALID = {
     "market_data": st.one_of(
@@ -103,7 +103,7 @@ VALID = {
         level=st.sampled_from(["INFO", "WARNING", "CRITICAL"]),
         code=st.from_regex(r"\A[A-Z_]{1,20}\Z"),
         message=TEXT,
-        context=st.dictionaries(st.text(max_size=10), st.integers() | TEXT, max_size=5),
+        context=st.dictionaries(TEXT.map(lambda t: t[:10]), st.integers() | TEXT, max_size=5),
         timestamp=TIMES,
     ),
     "health": st.builds(
