@@ -149,6 +149,22 @@ def test_same_entry_delivered_twice_fills_once(service, redis_client, pg_env):
     assert position(pg_env)[0] == pytest.approx(2)
 
 
+def test_an_order_that_waited_too_long_is_rejected_not_sent(service, redis_client, pg_env):
+    """After an outage the market has moved on: a stale order is refused, a fresh one fills."""
+    import time
+
+    service(ORDER_MAX_AGE_S="60")
+    bus = publisher(redis_client)
+    bus.publish(tick("BTC_USDT", 100.0))
+    bus.publish(order("stale-1", "BUY", 1, timestamp=int(time.time()) - 600))
+    bus.publish(order("fresh-1", "BUY", 1))
+    stale = one_result(redis_client, "stale-1")
+    assert stale.status == "REJECTED"
+    assert "ORDER_MAX_AGE_S" in stale.error
+    assert one_result(redis_client, "fresh-1").status == "FILLED"
+    assert sql(pg_env, "SELECT count(*) FROM trades WHERE client_id = 'stale-1'")[0][0] == 0
+
+
 @pytest.mark.parametrize("point", ["after_sent", "after_fill"])
 def test_sigkill_between_read_and_ack_then_restart_fills_once(service, redis_client, pg_env, point):
     paused = service(EXECUTION_TEST_PAUSE_AT=point)

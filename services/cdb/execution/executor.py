@@ -19,6 +19,7 @@ The rules, in the order they apply to an ``order`` entry (which may be a redeliv
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ class Executor:
         *,
         retries: int,
         backoff_max_s: float,
+        max_age_s: float = 0.0,
         fence: Callable[[], None] = lambda: None,
         pause: Callable[[str, str], None] = lambda point, client_id: None,
         alert: Callable[[str, str, str, dict], None] = lambda level, code, msg, ctx: None,
@@ -89,6 +91,7 @@ class Executor:
         self.ledger = ledger
         self.venue = venue
         self.retries = retries
+        self.max_age_s = max_age_s
         self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
         self.pause = pause
@@ -110,7 +113,7 @@ class Executor:
             log.warning("order %s is UNKNOWN: not sent; a person must resolve it", order.client_id)
             return None
         if stored.status == NEW:
-            refusal = self._refusal(request)
+            refusal = self._stale(order) or self._refusal(request)
             if refusal:
                 return self._finish(
                     stored, ExecutionReport(order.client_id, "REJECTED", error=refusal)
@@ -132,6 +135,16 @@ class Executor:
         result = self._finish(stored, report)
         self.pause("after_fill", order.client_id)
         return result
+
+    def _stale(self, order: Order) -> str | None:
+        """Safety first: an order that waited out an outage is not sent at today's prices."""
+        age = time.time() - order.timestamp
+        if self.max_age_s and age > self.max_age_s:
+            return (
+                f"order is {age:.0f} s old > ORDER_MAX_AGE_S {self.max_age_s:g} s: "
+                "not sent (the market has moved on)"
+            )
+        return None
 
     def _refusal(self, request: OrderRequest) -> str | None:
         if self.problems.fail_closed:

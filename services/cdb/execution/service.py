@@ -66,6 +66,7 @@ class ExecutionService(Service):
             self.venue,
             retries=settings.EXCHANGE_RETRIES,
             backoff_max_s=settings.EXCHANGE_BACKOFF_MAX_S,
+            max_age_s=settings.ORDER_MAX_AGE_S,
             fence=self._fence,
             pause=self._pause,
             alert=self._alert,

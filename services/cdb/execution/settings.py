@@ -57,6 +57,13 @@ class ExecutionSettings(BaseServiceSettings, PostgresSettings):
     EXCHANGE_BACKOFF_MAX_S: float = Field(
         10.0, gt=0, le=300, description="Longest wait between two attempts (429 and 5xx)"
     )
+    ORDER_MAX_AGE_S: float = Field(
+        120.0,
+        ge=0,
+        le=86_400,
+        description="An order not yet sent whose timestamp is older than this is rejected, "
+        "not sent (after an outage the market has moved on); 0 = no limit",
+    )
     LOCK_TTL_S: float = Field(
         30.0, ge=1, le=600, description="Single-writer lock lifetime; refreshed every loop"
     )
