@@ -4,4 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# As root, PostgreSQL runs as the 'postgres' user, which must be able to enter the data
+# directory; a checkout under /root is private, so keep the data where it can.
+if [ "$(id -u)" -eq 0 ] && [ -z "${CDB_DATA_DIR:-}" ] && ! runuser -u postgres -- test -x "$PWD"; then
+  export CDB_DATA_DIR=/var/lib/claire-de-binare
+  echo "note: the postgres user cannot enter $PWD; data and logs go to $CDB_DATA_DIR"
+fi
 exec "${PYTHON:-python3}" -m cdb up "$@"
