@@ -587,3 +587,14 @@ def test_service_monitor_carries_the_labels_prometheus_selects():
     labels = render_service_monitor(custom)[0]["metadata"]["labels"]
     assert labels["release"] == "prom"
     assert labels["app.kubernetes.io/managed-by"] == "cdb-operator"
+
+
+def test_kept_data_keeps_its_passwords():
+    """With keepDataOnDelete the Secret outlives the bot, like the volumes made with it."""
+    from cdb_operator.render.config import render_secret
+
+    passwords = {"REDIS_PASSWORD": "r" * 8, "POSTGRES_PASSWORD": "p" * 8}
+    kept = render_secret(make(), passwords)["metadata"]
+    assert "ownerReferences" not in kept
+    dropped = render_secret(make({"keepDataOnDelete": False}), passwords)["metadata"]
+    assert dropped["ownerReferences"][0]["uid"] == UID

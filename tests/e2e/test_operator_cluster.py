@@ -42,6 +42,9 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 CRD = "tradingbots.claire-de-binare.dev"
 BOT = "e2e"
+#: Kinds kept when the bot is deleted (keepDataOnDelete, the default): the data and the
+#: passwords it was written with.
+KEPT = ("persistentvolumeclaim", "secret")
 CHILDREN = {
     "configmap": [f"{BOT}-config"],
     "secret": [f"{BOT}-passwords"],
@@ -190,7 +193,7 @@ def test_operator_life_cycle(namespace: str, operator: dict[str, Any]) -> None:
     for kind, names in CHILDREN.items():
         for name in names:
             obj = wait_for(lambda k=kind, n=name: get(k, n, namespace), what=f"{kind}/{name}")
-            if kind != "persistentvolumeclaim":  # kept on delete: no owner by default
+            if kind not in KEPT:  # kept on delete: no owner by default
                 assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, (kind, name)
 
     # status written: conditions, observed generation, components
@@ -288,7 +291,7 @@ def test_operator_life_cycle(namespace: str, operator: dict[str, Any]) -> None:
     gc = kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
     if gc:  # kube-controller-manager runs (it made the default ServiceAccount)
         for kind, names in CHILDREN.items():
-            if kind == "persistentvolumeclaim":
+            if kind in KEPT:
                 continue
             for name in names:
                 wait_for(
@@ -296,6 +299,7 @@ def test_operator_life_cycle(namespace: str, operator: dict[str, Any]) -> None:
                     what=f"{kind}/{name} garbage-collected",
                 )
         assert get("persistentvolumeclaim", f"{BOT}-backup", namespace) is not None  # kept
+        assert get("secret", f"{BOT}-passwords", namespace) is not None  # kept with the data
     else:
         # a bare API server has no garbage collector: the owner references are what it would
         # follow, so check those (recorded above) are still in place on every child

@@ -79,14 +79,20 @@ def render_configmap(bot: Bot) -> Manifest:
 
 
 def render_secret(bot: Bot, passwords: dict[str, str]) -> Manifest:
-    """The generated passwords (the caller makes them, once; rendering stays pure)."""
+    """The generated passwords (the caller makes them, once; rendering stays pure).
+
+    Kept data keeps its passwords: with ``keepDataOnDelete`` the Secret is not owned by the
+    bot, so a bot re-created on the kept volumes finds the passwords they were made with.
+    """
     missing = [k for k in SECRET_KEYS if not passwords.get(k)]
     if missing:
         raise ValueError(f"missing generated passwords: {', '.join(missing)}")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(bot, secret_name(bot), "passwords"),
+        "metadata": metadata(
+            bot, secret_name(bot), "passwords", owned=not bot.spec.keep_data_on_delete
+        ),
         "type": "Opaque",
         "stringData": {k: passwords[k] for k in SECRET_KEYS},
     }
