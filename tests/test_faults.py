@@ -126,9 +126,11 @@ def all_healthy(pipe: Pipeline) -> bool:
 def settle(pipe: Pipeline) -> tuple[float, dict[str, int]]:
     """Stop the producer, wait until every group drained, check the invariants, restart it."""
     pipe.services["feed"].stop(timeout=30)
-    drained_after = pipe.wait_drained(timeout=120)
-    counts = pipe.check_invariants()
-    pipe.start_service("feed")
+    try:
+        drained_after = pipe.wait_drained(timeout=120)
+        counts = pipe.check_invariants()
+    finally:  # a failed case must not leave the next one without a market
+        pipe.start_service("feed")
     return drained_after, counts
 
 
@@ -186,12 +188,14 @@ def test_redis_restart_with_aof(pipe):
     stream_len = pipe.redis().xlen("market_data")
     pipe.redis_server.stop()  # SIGTERM: Redis writes its AOF out before exiting
     down_at = time.monotonic()
-    wait_until(
-        lambda: all(s.health()[0] == 503 for s in pipe.services.values()),
-        message="every /health reports Redis down",
-    )
-    time.sleep(2)
-    pipe.redis_server.start()
+    try:
+        wait_until(
+            lambda: all(s.health()[0] == 503 for s in pipe.services.values()),
+            message="every /health reports Redis down",
+        )
+        time.sleep(2)
+    finally:  # a failed case must not leave the next one without Redis
+        pipe.redis_server.start()
     assert pipe.redis().xlen("market_data") >= stream_len, "the AOF kept every entry"
     wait_until(lambda: all_healthy(pipe), timeout=60, message="every service healthy again")
     healthy_after = time.monotonic() - down_at
@@ -209,12 +213,14 @@ def test_postgres_down_for_30_seconds(pipe):
     pipe.pg_server.stop("fast")
     down_at = time.monotonic()
     persistence = pipe.services["persistence"]
-    wait_until(lambda: persistence.health()[0] == 503, message="persistence reports the outage")
-    inject_signal(pipe, "XRP_USDT", "BUY")  # a decision that needs the database
-    time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
-    problems = persistence.health()[1].get("problems", [])
-    assert any("postgres" in p.lower() for p in problems), problems
-    pipe.pg_server.start()
+    try:
+        wait_until(lambda: persistence.health()[0] == 503, message="persistence reports it")
+        inject_signal(pipe, "XRP_USDT", "BUY")  # a decision that needs the database
+        time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
+        problems = persistence.health()[1].get("problems", [])
+        assert any("postgres" in p.lower() for p in problems), problems
+    finally:  # a failed case must not leave the next one without PostgreSQL
+        pipe.pg_server.start()
     up_at = time.monotonic()
     wait_until(lambda: all_healthy(pipe), timeout=90, message="every service healthy again")
     healthy_after = time.monotonic() - up_at
