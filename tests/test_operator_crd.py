@@ -96,7 +96,13 @@ def cel_errors(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[s
             activation = {"self": celpy.json_to_cel(value)}
             if transition:
                 activation["oldSelf"] = celpy.json_to_cel(olds[0])
-            if not bool(program.evaluate(activation)):
+            try:  # the API server reports an evaluation error ("no such key") as a rejection
+                result = program.evaluate(activation)
+            except celpy.CELEvalError as exc:
+                result = exc
+            if isinstance(result, celpy.CELEvalError):
+                errors.append(f"{rule['message']}: {result.args[0] if result.args else result}")
+            elif not bool(result):
                 errors.append(rule["message"])
     return errors
 

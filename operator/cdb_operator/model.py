@@ -4,6 +4,11 @@ The operator parses every TradingBot's ``spec`` with :class:`TradingBotSpec` (so
 the same defaults the API server applies), and :mod:`cdb_operator.crd` turns the same
 models into the CRD's structural openAPIV3Schema, with camelCase names, defaults,
 bounds, enums and the CEL rules declared here next to the fields they guard.
+
+Every rule guards each key it reads with ``has()``: at CRD creation the API server
+evaluates the rules against each ``default`` exactly as written (``default: {}`` has no
+keys; nested defaults are not applied there), and an unguarded read is "no such key",
+which rejects the whole CRD (tests/test_crd_creation.py emulates that).
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class Exchange(Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.mode != 'live' || has(self.credentialsSecret)",
+                    "rule": "!has(self.mode) || self.mode != 'live' || has(self.credentialsSecret)",
                     "message": "exchange.credentialsSecret is required when exchange.mode is live",
                     "fieldPath": ".credentialsSecret",
                     "reason": "FieldValueRequired",
@@ -130,7 +135,8 @@ class Risk(Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.maxPositionPct <= self.maxExposurePct",
+                    "rule": "!has(self.maxPositionPct) || !has(self.maxExposurePct) "
+                    "|| self.maxPositionPct <= self.maxExposurePct",
                     "message": "risk.maxPositionPct must not exceed risk.maxExposurePct",
                     "fieldPath": ".maxPositionPct",
                 }
@@ -343,7 +349,8 @@ class TradingBotSpec(Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.topMovers > 0 || size(self.symbols) > 0",
+                    "rule": "!has(self.symbols) || size(self.symbols) > 0 "
+                    "|| (has(self.topMovers) && self.topMovers > 0)",
                     "message": "set symbols or topMovers (symbols is empty and topMovers is 0)",
                     "fieldPath": ".symbols",
                 }
