@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from k8s_tools import helm_template
 from test_operator_handlers import NS, Cluster, declare, eventually, has_all_children
 
 from cdb.cli import main as cdb_main
@@ -58,11 +59,7 @@ def test_cdb_operator_subcommand_reaches_the_same_main(capsys) -> None:
     assert capsys.readouterr().out == crd.crd_yaml()
 
 
-@pytest.mark.asyncio
-async def test_the_console_script_reconciles_against_a_kubeconfig(
-    kmock: Any, redis_env: dict[str, str], tmp_path: Path
-) -> None:
-    declare(kmock)
+def write_kubeconfig(kmock: Any, tmp_path: Path) -> Path:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -76,6 +73,80 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
             }
         )
     )
+    return kubeconfig
+
+
+@pytest.mark.asyncio
+async def test_the_chart_s_exact_command_runs_cluster_wide(kmock: Any, tmp_path: Path) -> None:
+    """The operator container's command and args as `helm template` renders them (watching
+    every namespace, the chart's default), run against kmock: it must start and reconcile.
+
+    Only the health port is chosen through the chart's own value (operator.healthPort) so
+    the test does not collide with another process on 8080; the Redis address is the
+    chart's default too (cluster DNS, unresolvable here), so the breaker reports an error.
+    """
+    declare(kmock)
+    kubeconfig = write_kubeconfig(kmock, tmp_path)
+    health = free_port()
+    objs = helm_template({"operator": {"healthPort": health}}, release="cdb", namespace="cdb-x")
+    deployment = next(o for o in objs if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = [*container["command"], *container["args"]]
+    assert "--all-namespaces" in command and not any(a.startswith("--namespace") for a in command)
+    assert shutil.which(command[0]), f"{command[0]} is not installed"
+    log_path = tmp_path / "operator.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        command,
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "HOME": str(tmp_path),
+            "POD_NAMESPACE": "cdb-x",
+            "POD_NAME": "cdb-operator-0",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        kube = Kube.for_url(str(kmock.url))
+        cluster = Cluster(kmock=kmock, kube=kube, redis=None)  # type: ignore[arg-type]
+
+        def alive() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2) as r:
+                return r.status == 200
+
+        await eventually(
+            lambda: (proc.poll() is None or _fail(log_path)) and _quiet(alive),
+            timeout=60,
+            what="the liveness endpoint",
+        )
+        await cluster.create_bot({"feedSource": "synthetic"})
+        await eventually(lambda: has_all_children(cluster), timeout=60, what="children")
+        await eventually(lambda: cluster.condition("Ready"), what="status")
+        policy = cluster.live("NetworkPolicy", "demo-np-redis")
+        assert policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "cdb-x"}
+        }, "the operator's namespace comes from the chart's POD_NAMESPACE"
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 30)
+        log.close()
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+def _fail(log_path: Path) -> bool:
+    raise AssertionError(f"the operator exited: {log_path.read_text()[-3000:]}")
+
+
+@pytest.mark.asyncio
+async def test_the_console_script_reconciles_against_a_kubeconfig(
+    kmock: Any, redis_env: dict[str, str], tmp_path: Path
+) -> None:
+    declare(kmock)
+    kubeconfig = write_kubeconfig(kmock, tmp_path)
     health = free_port()
     log = (tmp_path / "operator.log").open("wb")
     proc = subprocess.Popen(

@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(
         kopf.operator(
             registry=registry,
-            namespaces=args.namespace or None,
+            # kopf iterates ``namespaces``: cluster-wide is an empty collection, never None
+            namespaces=tuple(args.namespace),
             clusterwide=not args.namespace,
             standalone=args.peering is None,
             peering_name=args.peering,
