@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.utils.quantity import parse_quantity
 
 from cdb_operator import model
 
@@ -75,16 +76,42 @@ def path_of(api_version: str, kind: str, namespace: str | None, name: str | None
     return f"{base}/{name}" if name else base
 
 
-def matches(desired: Any, live: Any) -> bool:
-    """Whether everything we render is already so in the live object.
+#: Keys whose values are Kubernetes quantities the API server stores in canonical form
+#: ("0.5" → "500m"), or maps of them (resources.requests / limits).
+QUANTITY_KEYS = frozenset({"sizeLimit", "storage"})
+QUANTITY_MAPS = frozenset({"requests", "limits"})
 
-    Extra live fields (defaults, status, other managers' labels) are ignored; an empty or
-    zero desired value matches a missing one (the API server omits empty fields).
+
+def same_quantity(desired: Any, live: Any) -> bool:
+    """Whether two quantities are the same amount ("0.5" and "500m"; "1" and 1)."""
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except (ValueError, TypeError):
+        return False
+
+
+def matches(desired: Any, live: Any, *, quantity: bool = False, quantities: bool = False) -> bool:
+    """Whether everything we render is already so in the live object as the API server keeps it.
+
+    The server stores objects in a normal form: it omits empty lists, maps, strings and
+    null (Go's ``omitempty``), fills defaults (extra live fields are ignored here),
+    canonicalizes quantities, and leaves ``apiVersion``/``kind`` out of LIST items. So an
+    empty or zero desired value matches a missing one, quantities (``quantity``; every
+    value of a ``quantities`` map) compare by amount, and the caller compares without the
+    type fields (see :func:`comparable`).
     """
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return not desired and live is None
-        return all(matches(v, live.get(k)) for k, v in desired.items())
+        return all(
+            matches(
+                v,
+                live.get(k),
+                quantity=quantities or k in QUANTITY_KEYS,
+                quantities=k in QUANTITY_MAPS,
+            )
+            for k, v in desired.items()
+        )
     if isinstance(desired, list):
         if live is None:
             return not desired
@@ -93,9 +120,17 @@ def matches(desired: Any, live: Any) -> bool:
         return all(matches(d, lv) for d, lv in zip(desired, live, strict=True))
     if live is None:
         return desired in (None, False, 0, "")
+    if quantity and desired != live:
+        return same_quantity(desired, live)
     if isinstance(desired, int | float) and isinstance(live, int | float):
         return float(desired) == float(live)
     return str(desired) == str(live) if isinstance(desired, str) else desired == live
+
+
+def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """What of a rendered object to compare with a live one: all but ``apiVersion``/``kind``
+    (LIST items from a real API server carry neither) and the create-only fields."""
+    return {k: v for k, v in mutable_part(obj).items() if k not in ("apiVersion", "kind")}
 
 
 def mutable_part(obj: dict[str, Any]) -> dict[str, Any]:
@@ -253,10 +288,9 @@ class Kube:
                 live = self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
                 if live is None:
                     raise
-        desired = mutable_part(obj)
-        if matches(desired, live):
+        if matches(comparable(obj), live):
             return "unchanged", live
-        return "updated", self.patch(obj, desired)
+        return "updated", self.patch(obj, mutable_part(obj))
 
     def api_exists(self, group_version: str) -> bool:
         """Whether the cluster serves an API group/version (e.g. monitoring.coreos.com/v1)."""

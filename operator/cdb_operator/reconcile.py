@@ -125,11 +125,12 @@ def check_credentials(ctx: Context, bot: Bot) -> None:
         raise CredentialsMissing(f"credentials Secret {name!r} lacks {', '.join(absent)}")
 
 
-def readiness(live: dict[str, Any]) -> dict[str, Any]:
+def readiness(live: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``status.components[x]`` of one workload (``kind`` given: LIST items carry none)."""
     want = int((live.get("spec") or {}).get("replicas", 1) or 0)
     ready = int((live.get("status") or {}).get("readyReplicas", 0) or 0)
     return {
-        "kind": live.get("kind", ""),
+        "kind": kind,
         "ready": want > 0 and ready >= want,
         "readyReplicas": ready,
         "replicas": want,
@@ -341,7 +342,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                     changed.append(f"{outcome} {obj['kind']} {obj['metadata']['name']}")
                 if obj["kind"] in WORKLOADS:
                     components[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = (
-                        readiness(live)
+                        readiness(live, obj["kind"])
                     )
             desired = {key_of(o) for o in children}
             changed += [f"deleted {r}" for r in prune(ctx, bot, desired, existing, prunable)]
