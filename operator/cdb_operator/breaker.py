@@ -19,9 +19,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cdb.bus import BREAKER_KEY, Bus
+from cdb.bus import BREAKER_KEY, MARKET_DATA, Bus
 from cdb.events import Control, stable_id
-from cdb_operator.conditions import BREAKER, Cond
+from cdb_operator.conditions import BREAKER, Cond, rfc3339
+from cdb_operator.market import SCAN
 from cdb_operator.model import CircuitBreaker
 
 
@@ -190,6 +191,9 @@ def condition(status: dict[str, Any]) -> Cond:
             )
         return Cond(BREAKER, "Unknown", "DeliveryPending", msg)
     engaged = status.get("engaged")
+    if engaged is None and status.get("error"):
+        since = rfc3339(status["observedAt"]) if status.get("observedAt") else "now"
+        return Cond(BREAKER, "Unknown", "Unreachable", f"since {since}: {status['error']}")
     if engaged is None:
         return Cond(BREAKER, "Unknown", "NotReported", "the risk manager has not reported yet")
     reason_text = status.get("reason", "")
@@ -238,6 +242,15 @@ class BreakerLink:
             return Bus(self.client, service="operator", consumer="operator").publish(event)
         except redis.RedisError as exc:
             raise BreakerUnreachable(f"cannot send control: {type(exc).__name__}: {exc}") from exc
+
+    def market(self) -> list[tuple[Any, dict[Any, Any]]]:
+        """The newest entries of the bot's ``market_data`` stream, newest first."""
+        try:
+            return self.client.xrevrange(MARKET_DATA, "+", "-", count=SCAN)
+        except redis.RedisError as exc:
+            raise BreakerUnreachable(
+                f"cannot read market data: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def read(self) -> Observed | None:
         try:

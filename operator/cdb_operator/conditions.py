@@ -1,7 +1,8 @@
 """Status conditions and phase: pure builders, one place (like CloudNativePG's cluster_conditions).
 
 ``Ready``, ``Progressing``, ``Degraded`` come from the last reconcile and the
-components' readiness; ``CircuitBreakerEngaged`` from :mod:`cdb_operator.breaker`.
+components' readiness; ``CircuitBreakerEngaged`` from :mod:`cdb_operator.breaker`;
+``MarketData`` from :mod:`cdb_operator.market` (both observed in the bot's Redis).
 A condition keeps its ``lastTransitionTime`` while its status does not change.
 """
 
@@ -15,7 +16,9 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 BREAKER = "CircuitBreakerEngaged"
-TYPES = (READY, PROGRESSING, DEGRADED, BREAKER)
+#: Whether market data reaches the bot (:mod:`cdb_operator.market`).
+MARKET_DATA = "MarketData"
+TYPES = (READY, PROGRESSING, DEGRADED, BREAKER, MARKET_DATA)
 
 
 @dataclass(frozen=True)

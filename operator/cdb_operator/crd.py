@@ -162,6 +162,11 @@ def crd() -> dict[str, Any]:
             "type": "string",
             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         },
+        {
+            "name": "Data",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="MarketData")].reason',
+        },
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

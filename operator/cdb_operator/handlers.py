@@ -3,24 +3,30 @@
 ``resume`` + ``create`` + ``update(field="spec")`` are stacked on one handler, so a
 restarted operator re-reconciles every TradingBot. No handler needs a finalizer (owner
 references clean up; kopf timers would add one), so deleting a TradingBot never waits
-for the operator. Instead of kopf timers, a supervisor task started at startup polls each
-tracked bot's breaker every few seconds, re-reconciles it on a resync interval, and at
-once when one of its children changes or disappears (watched through kopf events).
+for the operator. Instead of kopf timers, two tasks started at startup do the rest:
+``supervise`` re-reconciles each bot on a resync interval and soon after one of its
+children changes or disappears (watched through kopf events); ``observe`` reads each
+bot's breaker and market data from its Redis at once when the spec changes the breaker
+or the risk manager confirms a change (it blocks on each bot's control stream:
+:mod:`cdb_operator.watch`), and every poll interval as a fallback. A reconcile of an
+unchanged bot writes nothing, so neither task wakes itself up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import kopf
 
-from cdb_operator import model, reconcile
+from cdb_operator import breaker, model, reconcile, watch
 from cdb_operator.apply import ApiError
 from cdb_operator.render.common import MANAGED_BY
 
@@ -42,20 +48,35 @@ WATCHED_CHILDREN = (
 @dataclass
 class Options:
     resync_seconds: float = 60.0
-    breaker_poll_seconds: float = 2.0
+    #: The fallback poll of every bot's Redis (breaker, market data); confirmations of a
+    #: breaker change do not wait for it (:mod:`cdb_operator.watch`).
+    breaker_poll_seconds: float = 10.0
     debounce_seconds: float = 0.5
     watch_timeout_seconds: int = 300
     max_backoff_seconds: float = 300.0
+    #: Block on each bot's control stream for the risk manager's confirmations.
+    watch_breakers: bool = True
+    #: Bots observed at once by the periodic poll (each is a short Redis round trip).
+    poll_concurrency: int = 8
 
 
 @dataclass
 class Tracker:
-    """The TradingBots this operator sees, their latest bodies, and which need a reconcile."""
+    """The TradingBots this operator sees, their latest bodies, and which need work.
+
+    ``dirty`` bots get a full reconcile (after a short debounce that coalesces a burst of
+    child events); ``urgent`` ones a breaker observation at once. Both sets are filled
+    from kopf handlers and watcher tasks and drained by the supervisor tasks, all on the
+    operator's event loop (:meth:`poke` and :meth:`mark_dirty` are safe from threads too).
+    """
 
     bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     dirty: set[Key] = field(default_factory=set)
+    urgent: set[Key] = field(default_factory=set)
     last_full: dict[Key, float] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    urgent_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop | None = None
 
     def remember(self, key: Key, body: dict[str, Any]) -> None:
         self.bodies[key] = body
@@ -64,12 +85,36 @@ class Tracker:
     def forget(self, key: Key) -> None:
         self.bodies.pop(key, None)
         self.dirty.discard(key)
+        self.urgent.discard(key)
         self.last_full.pop(key, None)
 
+    def _in_loop(self, fn: Callable[[], None]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self.loop is None or running is self.loop:
+            fn()
+        else:
+            self.loop.call_soon_threadsafe(fn)
+
     def mark_dirty(self, key: Key) -> None:
-        if key in self.bodies:
-            self.dirty.add(key)
-            self.wake.set()
+        def mark() -> None:
+            if key in self.bodies:
+                self.dirty.add(key)
+                self.wake.set()
+
+        self._in_loop(mark)
+
+    def poke(self, key: Key) -> None:
+        """Observe this bot's breaker now (a confirmation arrived, or the spec changed it)."""
+
+        def mark() -> None:
+            if key in self.bodies:
+                self.urgent.add(key)
+                self.urgent_wake.set()
+
+        self._in_loop(mark)
 
 
 def backoff(retry: int, limit: float) -> float:
@@ -85,11 +130,29 @@ def _key(body: Any) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
+def breaker_request_changed(body: dict[str, Any], last_status: dict[str, Any] | None) -> bool:
+    """Whether the spec asks the breaker for something status does not show as requested."""
+    wanted = (body.get("spec") or {}).get("circuitBreaker") or {}
+    shown = ((last_status or body.get("status") or {}).get("breaker")) or {}
+    return bool(wanted.get("engaged", False)) != bool(shown.get("requested", False)) or (
+        wanted.get("reason", "") != shown.get("requestedReason", "")
+    )
+
+
+async def _run(ctx: reconcile.Context, fn: Callable[..., Any], key: Key, body: dict) -> None:
+    try:
+        await asyncio.to_thread(fn, ctx, body)
+    except (reconcile.SpecInvalid, reconcile.CredentialsMissing, ApiError) as exc:
+        log.info("%s/%s not reconciled: %s", *key, exc)
+    except Exception:  # one bot's surprise must not stop the others
+        log.exception("supervising %s/%s failed", *key)
+
+
 async def supervise(ctx: reconcile.Context, tracker: Tracker, options: Options) -> None:
-    """Poll breakers, resync on a timer, and reconcile bots whose children changed."""
+    """Full reconciles: of bots whose children changed (debounced) and on the resync timer."""
     while True:
         try:
-            await asyncio.wait_for(tracker.wake.wait(), timeout=options.breaker_poll_seconds)
+            await asyncio.wait_for(tracker.wake.wait(), timeout=1.0)
             await asyncio.sleep(options.debounce_seconds)  # coalesce a burst of child events
         except TimeoutError:
             pass
@@ -98,17 +161,63 @@ async def supervise(ctx: reconcile.Context, tracker: Tracker, options: Options) 
             if body["metadata"].get("deletionTimestamp"):
                 continue
             due = time.monotonic() - tracker.last_full.get(key, 0.0) >= options.resync_seconds
-            try:
-                if key in tracker.dirty or due:
-                    tracker.dirty.discard(key)
-                    tracker.last_full[key] = time.monotonic()
-                    await asyncio.to_thread(reconcile.reconcile, ctx, body)
-                else:
-                    await asyncio.to_thread(reconcile.poll_breaker, ctx, body)
-            except (reconcile.SpecInvalid, reconcile.CredentialsMissing, ApiError) as exc:
-                log.info("%s/%s not reconciled: %s", *key, exc)
-            except Exception:  # one bot's surprise must not stop the others
-                log.exception("supervising %s/%s failed", *key)
+            if key in tracker.dirty or due:
+                tracker.dirty.discard(key)
+                tracker.last_full[key] = time.monotonic()
+                await _run(ctx, reconcile.reconcile, key, body)
+
+
+async def _address(ctx: reconcile.Context, key: Key) -> breaker.RedisAddress:
+    password = ctx.passwords.get(key, {}).get("REDIS_PASSWORD")
+    if password is None:
+        secret = await asyncio.to_thread(
+            ctx.kube.get, "v1", "Secret", key[0], f"{key[1]}-passwords"
+        )
+        password = reconcile.decode_secret(secret).get("REDIS_PASSWORD") if secret else None
+    return ctx.redis_address(key[0], key[1], password)
+
+
+async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) -> None:
+    """Breaker and market data: at once for ``urgent`` bots, every poll interval for all.
+
+    Keeps one :func:`watch.watch_bot` task per tracked bot, which pokes its bot the moment
+    the risk manager confirms a breaker change.
+    """
+    watchers: dict[Key, asyncio.Task] = {}
+    limit = asyncio.Semaphore(options.poll_concurrency)
+    next_poll = time.monotonic() + options.breaker_poll_seconds
+
+    async def one(key: Key) -> None:
+        body = tracker.bodies.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        async with limit:
+            await _run(ctx, reconcile.poll_breaker, key, body)
+
+    try:
+        while True:
+            timeout = max(0.0, next_poll - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.urgent_wake.wait(), timeout=timeout)
+            tracker.urgent_wake.clear()
+            if options.watch_breakers:
+                for key in set(watchers) - set(tracker.bodies):
+                    watchers.pop(key).cancel()
+                for key in set(tracker.bodies) - set(watchers):
+                    watchers[key] = asyncio.create_task(
+                        watch.watch_bot(key, partial(_address, ctx, key), tracker.poke)
+                    )
+            if time.monotonic() >= next_poll:
+                keys = set(tracker.bodies)
+                next_poll = time.monotonic() + options.breaker_poll_seconds
+            else:
+                keys = set(tracker.urgent)
+            tracker.urgent.clear()
+            await asyncio.gather(*(one(k) for k in keys))
+    finally:
+        for task in watchers.values():
+            task.cancel()
+        await asyncio.gather(*watchers.values(), return_exceptions=True)
 
 
 def build_registry(
@@ -140,7 +249,10 @@ def build_registry(
         # the operator's RBAC to its own namespaced resources (no cluster-scoped grants).
         settings.scanning.disabled = True
         tracker.wake = asyncio.Event()
+        tracker.urgent_wake = asyncio.Event()
+        tracker.loop = asyncio.get_running_loop()
         tasks.append(asyncio.create_task(supervise(ctx, tracker, options)))
+        tasks.append(asyncio.create_task(observe(ctx, tracker, options)))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
@@ -165,16 +277,19 @@ def build_registry(
             ) from exc
 
     @kopf.on.event(*resource, registry=registry)
-    def track(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    async def track(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         key = _key(body)
         if event.get("type") == "DELETED":
             tracker.forget(key)
             ctx.last_status.pop(key, None)
             ctx.passwords.pop(key, None)
-        else:
-            tracker.remember(key, _plain(body))
+            return
+        plain = _plain(body)
+        tracker.remember(key, plain)
+        if breaker_request_changed(plain, ctx.last_status.get(key)):
+            tracker.poke(key)  # send the control now, not after the full reconcile
 
-    def child_changed(body: kopf.Body, **_: Any) -> None:
+    async def child_changed(body: kopf.Body, **_: Any) -> None:
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("kind") == model.KIND and ref.get("apiVersion") == model.API_VERSION:
                 tracker.mark_dirty((body["metadata"]["namespace"], ref["name"]))

@@ -53,9 +53,17 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--breaker-poll",
         type=float,
-        default=2.0,
+        default=10.0,
         metavar="SECONDS",
-        help="read each bot's breaker this often",
+        help="read each bot's breaker and market data this often (a fallback: breaker changes "
+        "and the risk manager's confirmations are acted on at once)",
+    )
+    p.add_argument(
+        "--market-data-stale-after",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="market data older than this makes the MarketData condition False (NoData)",
     )
     p.add_argument(
         "--resend-after",
@@ -178,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         redis_address=service_dns_address(args.redis_address),
         resend_after=args.resend_after,
         operator_namespace=args.operator_namespace,
+        market_stale_after=args.market_data_stale_after,
     )
     options = Options(
         resync_seconds=args.resync,

@@ -451,7 +451,12 @@ class BreakerStatus(Spec):
     )
     reason: str = ""
     updated_at: int | None = Field(None, description="When the risk manager last wrote it")
-    error: str = ""
+    error: str = Field(
+        "", description="Why the last observation of the bot's Redis failed ('' once it answers)"
+    )
+    observed_at: int | None = Field(
+        None, description="Unix seconds of the observation that last changed this status"
+    )
 
 
 class TradingBotStatus(Spec):

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, metrics
+from cdb_operator import breaker, conditions, market, metrics
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
 from cdb_operator.model import TradingBotSpec, parse_spec
@@ -56,6 +56,8 @@ class Context:
     #: The operator's own namespace (admitted to each bot's Redis by its NetworkPolicy).
     operator_namespace: str = "cdb-system"
     clock: Callable[[], float] = time.time
+    #: Market data older than this (seconds) makes ``MarketData`` False (reason NoData).
+    market_stale_after: float = 300.0
     passwords: dict[Key, dict[str, str]] = field(default_factory=dict)
     #: The newest body seen of each bot (kopf events and handlers keep it current): a
     #: reconcile started with an older body must not act on a spec already superseded.
@@ -83,7 +85,8 @@ def _key(body: dict[str, Any]) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
-def _decode(secret: dict[str, Any]) -> dict[str, str]:
+def decode_secret(secret: dict[str, Any]) -> dict[str, str]:
+    """A Secret's values as text (``data`` decoded, ``stringData`` as is)."""
     out = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     out.update(secret.get("stringData") or {})  # only emulators keep stringData as such
     return out
@@ -101,7 +104,7 @@ def ensure_secret(ctx: Context, bot: Bot) -> tuple[dict[str, str], list[str]]:
             if exc.status != 409:
                 raise
             live = ctx.kube.get("v1", "Secret", bot.namespace, secret_name(bot)) or {}
-    values = _decode(live)
+    values = decode_secret(live)
     missing = [k for k in SECRET_KEYS if not values.get(k)]
     if not missing:
         return {k: values[k] for k in SECRET_KEYS}, []
@@ -173,18 +176,27 @@ def sync_breaker(
     spec: TradingBotSpec,
     previous: dict[str, Any],
     password: str | None,
-) -> dict[str, Any]:
-    """Read the risk manager's breaker, send a control when needed, return ``status.breaker``."""
+) -> tuple[dict[str, Any], Cond]:
+    """Observe the bot's Redis: the risk manager's breaker (sending a control when needed)
+    and whether market data arrives. Returns ``status.breaker`` and the MarketData condition.
+
+    ``error`` always reflects this observation (cleared as soon as Redis answers again), and
+    ``observedAt`` (Unix seconds) is when the status last changed: an unchanged observation
+    writes nothing, so a quiet bot costs no API writes.
+    """
     ns, name = _key(body)
     meta = body["metadata"]
     link = breaker.BreakerLink(ctx.redis_address(ns, name, password))
     now = ctx.clock()
+    errors: list[str] = []
+    seen: market.Seen | None = None
     try:
         try:
             observed = link.read()
-            read_error = ""
+            seen = market.parse_entries(link.market())
         except breaker.BreakerUnreachable as exc:
-            observed, read_error = None, str(exc)
+            observed = None
+            errors.append(str(exc))
         send, status = breaker.plan(
             meta.get("uid", ""),
             meta.get("generation"),
@@ -200,13 +212,16 @@ def sync_breaker(
                 status = breaker.after_send(status, True, "", now)
             except breaker.BreakerUnreachable as exc:
                 status = breaker.after_send(status, False, str(exc), now)
-        elif read_error:
-            status["error"] = read_error[:300]
-        elif observed is not None and status.get("confirmed"):
-            status["error"] = ""
+                errors.append(str(exc))
     finally:
         link.close()
-    return status
+    status["error"] = "; ".join(dict.fromkeys(errors))[:300]
+    before = {k: v for k, v in previous.items() if k != "observedAt"}
+    after = {k: v for k, v in status.items() if k != "observedAt"}
+    if _clean(before) != _clean(after) or not previous.get("observedAt"):
+        status["observedAt"] = int(now)
+    market_cond = market.condition(seen, now, ctx.market_stale_after, status["error"])
+    return status, market_cond
 
 
 def _clean(value: Any) -> Any:
@@ -355,9 +370,11 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         except ApiError as exc:
             error, reason = exc, "ApiError"
         password = ctx.passwords.get((ns, name), {}).get("REDIS_PASSWORD")
-        breaker_status = sync_breaker(ctx, body, spec, previous.get("breaker") or {}, password)
+        breaker_status, market_cond = sync_breaker(
+            ctx, body, spec, previous.get("breaker") or {}, password
+        )
         conds = conditions.component_conditions(components, str(error) if error else None, reason)
-        conds.append(breaker.condition(breaker_status))
+        conds += [breaker.condition(breaker_status), market_cond]
         new = {"components": components, "breaker": breaker_status, "serviceMonitor": monitoring}
         if error is not None:
             new.pop("components")
@@ -369,7 +386,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
-    """The fast path: refresh only the breaker's status (and resend a pending control)."""
+    """The fast path: refresh what the bot's Redis says (breaker, market data) and send or
+    resend a breaker control the spec asks for; writes status only when something changed.
+    """
     ns, name = _key(body)
     with ctx.lock((ns, name)):
         body = freshest(ctx, body)
@@ -381,12 +400,17 @@ def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
         password = ctx.passwords.get((ns, name), {}).get("REDIS_PASSWORD")
         if password is None:
             secret = ctx.kube.get("v1", "Secret", ns, secret_name(Bot(name, ns, "", spec)))
-            password = _decode(secret).get("REDIS_PASSWORD") if secret else None
-        breaker_status = sync_breaker(ctx, body, spec, previous.get("breaker") or {}, password)
-        if breaker_status == previous.get("breaker"):
-            return None
-        conds = [c for c in _conds_from(previous) if c.type != conditions.BREAKER]
-        if not conds:
-            conds = conditions.component_conditions({}, None)
-        conds.append(breaker.condition(breaker_status))
+            password = decode_secret(secret).get("REDIS_PASSWORD") if secret else None
+        breaker_status, market_cond = sync_breaker(
+            ctx, body, spec, previous.get("breaker") or {}, password
+        )
+        observed = {conditions.BREAKER: breaker.condition(breaker_status)}
+        observed[conditions.MARKET_DATA] = market_cond
+        kept = [c for c in _conds_from(previous) if c.type not in observed]
+        if _clean(breaker_status) == _clean(previous.get("breaker")) and all(
+            c in _conds_from(previous) for c in observed.values()
+        ):
+            return None  # nothing new: no write
+        conds = kept or conditions.component_conditions({}, None)
+        conds += list(observed.values())
         return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [], full=False)
