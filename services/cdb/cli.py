@@ -27,6 +27,7 @@ SERVICES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("cdb.local.up", "run the whole pipeline locally (paper trading, synthetic feed)"),
     "status": ("cdb.local.status", "print each service's health and the latest activity"),
+    "env": ("cdb.local.env", "print export lines for the running cdb up's private servers"),
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
 }

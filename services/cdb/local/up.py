@@ -12,9 +12,7 @@ reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -27,13 +25,12 @@ from typing import TextIO
 
 import redis
 
-from cdb.local import plan, render
+from cdb.local import plan, render, state
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
 from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
+from cdb.local.state import SESSION_FILE
 from cdb.localservers import free_port
-
-SESSION_FILE = "up.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,22 +150,20 @@ class Up:
             or (k.startswith("POSTGRES_") and self.servers.postgres_private)
         }
         rs = self.servers.redis_server
-        path = self.data_dir / SESSION_FILE
-        path.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "started_at": int(time.time()),
-                    "http_ports": self.ports,
-                    "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
-                    "redis_pid": rs.proc.pid if rs is not None and rs.proc else None,
-                    "servers": private,  # only private servers: external ones come from env
-                    "logs": str(self.data_dir / "logs"),
-                },
-                indent=2,
-            )
+        # mode 0600: it holds the private database's password
+        state.record(
+            {
+                "pid": os.getpid(),
+                "started_at": int(time.time()),
+                "data_dir": str(self.data_dir),
+                "http_ports": self.ports,
+                "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
+                "redis_pid": rs.proc.pid if rs is not None and rs.proc else None,
+                "servers": private,  # only private servers: external ones come from env
+                "logs": str(self.data_dir / "logs"),
+                "feed": self.args.feed,
+            }
         )
-        path.chmod(0o600)  # it holds the private database's password
 
     def _start_children(self) -> None:
         assert self.servers is not None
@@ -307,8 +302,7 @@ class Up:
                 self.notes.append(f"killed after {self.args.stop_timeout}s: {', '.join(killed)}")
         if self.servers is not None:
             self.servers.stop()
-        with contextlib.suppress(OSError):
-            (self.data_dir / SESSION_FILE).unlink()
+        state.forget(self.data_dir, os.getpid())
 
 
 def main(args: argparse.Namespace) -> int:
