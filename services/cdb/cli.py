@@ -39,12 +39,17 @@ def run_service(name: str) -> int:
     """Start one service in this process; returns its exit code."""
     from cdb.bus import Bus
     from cdb.runtime import Runtime, configure_logging, redis_client, secret_values
-    from cdb.settings import SettingsError, exit_on_bad_settings, load_settings
+    from cdb.settings import (
+        SettingsError,
+        design_overrides,
+        exit_on_bad_settings,
+        load_settings,
+    )
 
     module = importlib.import_module(SERVICES[name])
     service_cls = module.SERVICE
     try:
-        settings = load_settings(service_cls.settings_class)
+        settings = load_settings(service_cls.settings_class, **design_overrides(name))
     except SettingsError as exc:
         exit_on_bad_settings(exc)
     configure_logging(service_cls.name, settings.LOG_LEVEL, secret_values(settings))
