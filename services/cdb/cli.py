@@ -78,10 +78,11 @@ def write_schema(path: Path) -> int:
 
 def db_command(action: str) -> int:
     from cdb.db.migrate import migrate, schema_version
+    from cdb.local.state import server_overrides
     from cdb.settings import PostgresSettings, SettingsError, exit_on_bad_settings, load_settings
 
-    try:
-        settings = load_settings(PostgresSettings)
+    try:  # with no POSTGRES_HOST: the running `cdb up`'s private server, if any
+        settings = load_settings(PostgresSettings, **server_overrides(("POSTGRES_",)))
     except SettingsError as exc:
         exit_on_bad_settings(exc)
     if action == "migrate":
