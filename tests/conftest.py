@@ -20,6 +20,11 @@ import redis
 
 from cdb.localservers import PostgresServer, RedisServer
 
+# `cdb up` records the running local bot in a per-user state file that `cdb status`,
+# `cdb backup` and `cdb restore` read; tests must neither see a developer's running bot nor
+# leave theirs for others: a state directory of this session's own.
+os.environ["CDB_STATE_DIR"] = tempfile.mkdtemp(prefix="cdb-state-")
+
 
 def _tempdir(prefix: str) -> Path:
     # Not pytest's tmp_path: as root, PostgreSQL runs as 'postgres', which must be able to

@@ -19,7 +19,6 @@ TABLES = {
     "alerts",
     "health_checks",
     "metrics",
-    "strategy_params",
     "service_state",
     "webpush_subscriptions",
 }
@@ -50,10 +49,7 @@ def test_migrate_twice_on_a_fresh_database(pg_env):
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         tables = {row[0] for row in cur.fetchall()}
         assert tables >= TABLES, TABLES - tables
-        cur.execute("SELECT name, value FROM strategy_params")
-        params = dict(cur.fetchall())
-        assert params["SIGNAL_THRESHOLD_PCT"] == "3.0"
-        assert params["MAX_DAILY_DRAWDOWN_PCT"] == "5"
+        assert "strategy_params" not in tables  # dropped by 0002: nothing read it
         cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'signals'")
         assert any("symbol" in row[0] and "ts" in row[0] for row in cur.fetchall())
         cur.execute(

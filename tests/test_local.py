@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 from helpers import wait_until
 
-from cdb.local import plan, render
+from cdb.local import children, plan, render, state
 from cdb.local.snapshot import ServiceView, Snapshot
 from cdb.localservers import PostgresServer
 from cdb.settings import PostgresSettings
@@ -91,18 +91,49 @@ def test_children_always_paper_trade_without_exchange_keys():
     base = {
         "MEXC_API_KEY": "k3y-k3y",
         "MEXC_API_SECRET": "s3cr3t",
+        "EXCHANGE_API_KEY": "k3y-2",
+        "EXCHANGE_API_SECRET": "s3cr3t-2",
         "TRADING_MODE": "live",
         "SIGNAL_COOLDOWN_S": "5",
         "PATH": "/bin",
     }
     env = plan.child_env(base, "execution", 8003, {"REDIS_HOST": "127.0.0.1"}, "synthetic")
     assert env["TRADING_MODE"] == "paper"
-    assert "MEXC_API_KEY" not in env and "MEXC_API_SECRET" not in env
+    assert not {k for k in env if k.endswith(("API_KEY", "API_SECRET"))}
     assert env["SIGNAL_COOLDOWN_S"] == "5"  # the developer's value wins over the local default
-    assert env["FEED_SYNTHETIC_PERIOD_S"] == plan.LOCAL_DEFAULTS["FEED_SYNTHETIC_PERIOD_S"]
+    assert env["FEED_SYNTHETIC_PERIOD_S"] == "1"
     assert env["HTTP_PORT"] == "8003" and env["HTTP_HOST"] == "127.0.0.1"
     assert env["REDIS_HOST"] == "127.0.0.1" and env["FEED_SOURCE"] == "synthetic"
     assert env["CDB_CONSUMER_NAME"] == "execution-local"
+
+
+def test_replay_trades_from_now_on_and_stays_up_at_its_end():
+    env = plan.child_env({}, "feed", 8000, {}, "replay")
+    assert env["FEED_SOURCE"] == "replay"
+    assert env["FEED_REPLAY_SHIFT_TO_NOW"] == "true"  # not rejected as stale
+    assert env["FEED_REPLAY_AT_END"] == "idle"  # a finished replay is no dead service
+    assert env["FEED_REPLAY_SPEED"] == "60"
+    assert (
+        plan.child_env({"FEED_REPLAY_SPEED": "5"}, "feed", 1, {}, "replay", speed=2.5)[
+            "FEED_REPLAY_SPEED"
+        ]
+        == "2.5"
+    )
+    live = plan.child_env({}, "feed", 8000, {}, "live")
+    assert live["FEED_SOURCE"] == "live" and live["TRADING_MODE"] == "paper"
+    assert "SIGNAL_COOLDOWN_S" not in live  # real time: the services' own defaults
+
+
+def test_restart_backoff_doubles_to_a_cap_like_crashloopbackoff():
+    assert [children.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert children.backoff(30) == children.BACKOFF_MAX_S
+    child = children.Child("signal", 1, {}, Path("/nonexistent/x.log"))
+    child.started_at = 100.0
+    assert child.schedule_restart(101.0) == 1 and child.schedule_restart(103.0) == 2
+    assert child.restart_at == 105.0 and child.restarts == 2
+    assert not child.restart_due(104.9) and child.restart_due(105.0)
+    child.started_at = 200.0  # then it stayed up a while: the next wait starts over
+    assert child.schedule_restart(200.0 + children.BACKOFF_RESET_S) == 1
 
 
 def test_ports_and_what_fresh_may_delete(tmp_path):
@@ -125,6 +156,7 @@ def test_breaker_and_service_texts():
     view = ServiceView("risk", 8002, "unavailable", ["postgres unreachable"])
     assert render.service_state(view) == "unavailable: postgres unreachable"
     assert render.service_state(view, exited=2) == "EXITED (code 2)"
+    assert render.service_state(view, exited="finished") == "finished"
     snap = Snapshot(counts={"signals": 3, "orders": 2, "fills": 2})
     assert render.headline(snap, "USDT").startswith("signals 3 | orders 2 | fills 2 |")
 
@@ -180,14 +212,39 @@ def test_private_servers_status_and_a_clean_ctrl_c(up_dir):
         assert info["servers"]["POSTGRES_HOST"] == "127.0.0.1"
         assert oct(session.stat().st_mode & 0o777) == "0o600"
 
+        # the per-user state file names it: found from any directory, without flags
+        assert state.load(env=env).data_dir == up_dir.resolve()
+        elsewhere = tempdir("cdb-elsewhere-")
+
         def status_ok():
-            done = cdb(["status", "--data-dir", str(up_dir)], env)
+            done = subprocess.run(
+                [sys.executable, "-m", "cdb", "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=elsewhere,
+            )
             return done.returncode == 0 and done
 
         done = wait_until(status_ok, timeout=90, interval=1, message="cdb status: all healthy")
         for name in plan.DEFAULT_PORTS:
             assert f"{name:<12} {info['http_ports'][name]:>5}  ok" in done.stdout
         assert "latest signals" in done.stdout and "latest risk events" in done.stdout
+        assert f"data in {up_dir.resolve()}" in done.stdout
+
+        exports = cdb(["env"], env)
+        assert f"export PGPORT={info['servers']['POSTGRES_PORT']}" in exports.stdout
+        backup = subprocess.run(
+            [sys.executable, "-m", "cdb", "backup", "--output", str(elsewhere / "b")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=elsewhere,
+        )
+        assert backup.returncode == 0, backup.stderr
+        assert "backup written" in backup.stdout
 
         second = cdb(["up", "--data-dir", str(up_dir), "--http-port-base", "0"], env)
         assert second.returncode == 1
@@ -202,6 +259,7 @@ def test_private_servers_status_and_a_clean_ctrl_c(up_dir):
             assert not alive(pid), f"{name} still runs"
         assert not (up_dir / "pg" / "pgdata" / "postmaster.pid").exists()
         assert not session.exists()
+        assert state.load(env=env) is None and not state.state_path(env).exists()
         assert not alive(info["redis_pid"])
         for name in plan.DEFAULT_PORTS:
             log = (up_dir / "logs" / f"{name}.log").read_text()
@@ -225,22 +283,63 @@ def cleanup(up: Command, info: dict | None, up_dir: Path) -> None:
         PostgresServer(up_dir / "pg").stop("immediate")
 
 
-def test_named_servers_are_used_and_a_dying_service_is_reported(up_dir, redis_env, pg_env):
-    # SIGNAL_THRESHOLD_PCT=0 is a bad setting: the signal engine exits 2 at start.
+def test_named_servers_are_used_and_dead_services_are_restarted_with_backoff(
+    up_dir, redis_env, pg_env
+):
+    # SIGNAL_THRESHOLD_PCT=0 is a bad setting: the signal engine exits 2 at each start, so it
+    # crash-loops with growing waits; the risk manager, killed once, comes back healthy.
     env = base_env(**redis_env, **pg_env, SIGNAL_THRESHOLD_PCT="0")
-    done = cdb(
-        ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--duration", "8"],
+    up = Command(
+        ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--refresh", "1"],
         env,
-        timeout=180,
+        up_dir.parent / "up.out",
     )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "(from REDIS_HOST)" in done.stdout and "(from POSTGRES_HOST" in done.stdout
-    assert not (up_dir / "redis").exists() and not (up_dir / "pg").exists()
-    assert "signal exited with code 2 and is NOT restarted" in done.stderr
-    assert "SIGNAL_THRESHOLD_PCT must be > 0" in done.stderr  # the tail of its log
-    assert "EXITED (code 2)" in done.stdout
+    info: dict | None = None
+    try:
+        session = up_dir / "up.json"
+        wait_until(session.exists, timeout=120, message=f"up.json (output: {up.out})")
+        info = json.loads(session.read_text())
+        port = info["http_ports"]["risk"]
+        risk_ok = lambda: cdb_health(port)  # noqa: E731
+        wait_until(risk_ok, timeout=60, interval=0.5, message="risk healthy")
+        os.kill(info["pids"]["risk"], signal.SIGKILL)
+        wait_until(
+            lambda: "risk restarted (restart 1)" in up.text(),
+            timeout=30,
+            message="the risk manager restarted",
+        )
+        new_pid = json.loads(session.read_text())["pids"]["risk"]
+        assert new_pid != info["pids"]["risk"] and alive(new_pid)
+        wait_until(risk_ok, timeout=60, interval=0.5, message="the restarted risk healthy")
+        wait_until(
+            lambda: "signal exited with code 2; restart 3 in 4 s" in up.text(),
+            timeout=60,
+            message="the signal engine's third restart, after 4 s",
+        )
+        up.proc.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 1  # services died: a fault, even if restarted
+        output = up.text()
+        assert "(from REDIS_HOST)" in output and "(from POSTGRES_HOST" in output
+        assert not (up_dir / "redis").exists() and not (up_dir / "pg").exists()
+        assert "signal exited with code 2; restart 1 in 1 s" in output
+        assert "signal exited with code 2; restart 2 in 2 s" in output
+        assert "SIGNAL_THRESHOLD_PCT must be > 0" in output  # the tail of its log
+        assert "restarts: risk 1, signal" in output
+        info = json.loads(session.read_text()) if session.exists() else info
+    finally:
+        cleanup(up, info, up_dir)
     dsn = PostgresSettings(**pg_env).postgres_dsn()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM strategy_params")  # migrated
-        assert cur.fetchone()[0] > 0
+        cur.execute("SELECT count(*) FROM signals")  # migrated
+        assert cur.fetchone()[0] == 0
     conn.close()
+
+
+def cdb_health(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

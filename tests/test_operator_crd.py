@@ -306,6 +306,7 @@ def test_valid_live_spec_with_credentials_passes_the_rule() -> None:
     ("spec", "field"),
     [
         ({"exchange": {"mode": "yolo"}}, "exchange.mode"),
+        ({"exchange": {"name": "mexcc"}}, "exchange.name"),  # a typo: no such ccxt exchange
         ({"risk": {"maxPositionPct": 0}}, "risk.maxPositionPct"),
         ({"risk": {"maxDailyDrawdownPct": 101}}, "risk.maxDailyDrawdownPct"),
         ({"risk": {"maxOpenPositions": 0}}, "risk.maxOpenPositions"),
@@ -330,3 +331,13 @@ def test_out_of_bounds_values_are_rejected_by_schema_and_model(spec: dict, field
     assert field.split(".")[-1] in str(info.value)
     with pytest.raises(ValueError):  # pydantic.ValidationError is a ValueError
         model.parse_spec(spec)
+
+
+def test_exchange_names_are_ccxts_own() -> None:
+    import ccxt
+
+    from cdb_operator.exchanges import EXCHANGE_IDS
+
+    assert "mexc" in EXCHANGE_IDS and list(EXCHANGE_IDS) == sorted(set(EXCHANGE_IDS))
+    assert not set(EXCHANGE_IDS) - set(ccxt.exchanges), "ids the installed ccxt does not know"
+    admit(bot({"exchange": {"name": "kraken"}}))

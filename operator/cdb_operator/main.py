@@ -18,7 +18,11 @@ import yaml
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="cdb-operator", description="Reconcile TradingBot resources into trading systems."
+        prog="cdb-operator",
+        description="Reconcile TradingBot resources into trading systems.",
+        epilog="other commands: `cdb-operator crd [--check]` writes or checks the CRD, "
+        "`cdb-operator docs [--check]` the field table of docs/operator.md, "
+        "`cdb-operator rbac` prints the PolicyRules the operator needs",
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(

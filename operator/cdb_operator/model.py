@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from cdb_operator.exchanges import EXCHANGE_IDS
+
 GROUP = "claire-de-binare.dev"
 VERSION = "v1alpha1"
 KIND = "TradingBot"
@@ -101,8 +103,8 @@ class Exchange(Spec):
         }
     )
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9]+$", max_length=32)] = Field(
-        "mexc", description="Exchange id (EXCHANGE_ID)"
+    name: Literal[EXCHANGE_IDS] = Field(  # type: ignore[valid-type]
+        "mexc", description="Exchange id (EXCHANGE_ID): one of ccxt's (cdb_operator.exchanges)"
     )
     mode: Literal["paper", "live"] = Field(
         "paper", description="paper: simulated fills on real prices; live: real orders"

@@ -27,6 +27,7 @@ SERVICES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("cdb.local.up", "run the whole pipeline locally (paper trading, synthetic feed)"),
     "status": ("cdb.local.status", "print each service's health and the latest activity"),
+    "env": ("cdb.local.env", "print export lines for the running cdb up's private servers"),
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
 }
@@ -38,12 +39,17 @@ def run_service(name: str) -> int:
     """Start one service in this process; returns its exit code."""
     from cdb.bus import Bus
     from cdb.runtime import Runtime, configure_logging, redis_client, secret_values
-    from cdb.settings import SettingsError, exit_on_bad_settings, load_settings
+    from cdb.settings import (
+        SettingsError,
+        design_overrides,
+        exit_on_bad_settings,
+        load_settings,
+    )
 
     module = importlib.import_module(SERVICES[name])
     service_cls = module.SERVICE
     try:
-        settings = load_settings(service_cls.settings_class)
+        settings = load_settings(service_cls.settings_class, **design_overrides(name))
     except SettingsError as exc:
         exit_on_bad_settings(exc)
     configure_logging(service_cls.name, settings.LOG_LEVEL, secret_values(settings))
@@ -72,10 +78,11 @@ def write_schema(path: Path) -> int:
 
 def db_command(action: str) -> int:
     from cdb.db.migrate import migrate, schema_version
+    from cdb.local.state import server_overrides
     from cdb.settings import PostgresSettings, SettingsError, exit_on_bad_settings, load_settings
 
-    try:
-        settings = load_settings(PostgresSettings)
+    try:  # with no POSTGRES_HOST: the running `cdb up`'s private server, if any
+        settings = load_settings(PostgresSettings, **server_overrides(("POSTGRES_",)))
     except SettingsError as exc:
         exit_on_bad_settings(exc)
     if action == "migrate":

@@ -8,7 +8,9 @@ a secret's value is never echoed, not even in that line.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
@@ -129,6 +131,47 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_error(cls, exc)) from None
+
+
+#: The design documents' per-service port variables: an alias of HTTP_PORT in that service.
+DESIGN_PORTS = {
+    "feed": "FEED_PORT",
+    "signal": "SIGNAL_PORT",
+    "risk": "RISK_PORT",
+    "execution": "EXECUTION_PORT",
+    "persistence": "PERSISTENCE_PORT",
+    "notifier": "NOTIFIER_PORT",
+}
+#: ``ENV`` values of the design that mean what the default (paper trading) does anyway.
+PAPER_ENVS = frozenset({"dev", "development", "local", "test", "testing", "paper", "demo"})
+
+
+def design_overrides(service: str, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Settings from names an old ``.env`` may bring from the design documents.
+
+    ``SIGNAL_PORT`` (``FEED_PORT`` … ``NOTIFIER_PORT``) is ``HTTP_PORT`` of that service;
+    ``MEXC_BASE`` (feed) and ``EXCHANGE_API_KEY``/``SECRET`` (execution) are aliases in their
+    settings classes. ``ENV`` is not read: a value meaning paper trading (``dev``, ``test`` …)
+    is what the default does; any other (``prod``) without ``TRADING_MODE`` stops the
+    service, naming ``TRADING_MODE`` — a known name is never silently ignored.
+    Returns overrides for ``load_settings``; raises ``SettingsError`` on a conflict.
+    """
+    out: dict[str, str] = {}
+    design = DESIGN_PORTS.get(service)
+    if design and env.get(design):
+        if env.get("HTTP_PORT") and env["HTTP_PORT"] != env[design]:
+            raise SettingsError(
+                f"{design}={env[design]} and HTTP_PORT={env['HTTP_PORT']} disagree; "
+                f"{design} is the design's name for HTTP_PORT: set one of them"
+            )
+        out["HTTP_PORT"] = env[design]
+    value = env.get("ENV")
+    if value and value.lower() not in PAPER_ENVS and not env.get("TRADING_MODE"):
+        raise SettingsError(
+            f"ENV={value} is not read; set TRADING_MODE=paper|validate|live instead "
+            "(the design's ENV is replaced by it)"
+        )
+    return out
 
 
 def exit_on_bad_settings(error: SettingsError) -> None:

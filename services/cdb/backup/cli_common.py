@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from cdb.backup.tools import BackupError, last_line, redact
+from cdb.local.state import server_overrides
 from cdb.settings import SettingsError, load_settings
 
 S = TypeVar("S", bound=BaseSettings)
@@ -86,7 +87,12 @@ def run_command(
     Exit codes: 0 done, 1 failed, 2 bad settings, 143 stopped by SIGTERM.
     """
     try:
-        settings = [load_settings(cls) for cls in settings_classes]
+        # with nothing in the environment naming a server: the running `cdb up`'s private ones
+        local = server_overrides(("POSTGRES_", "REDIS_"))
+        settings = [
+            load_settings(cls, **{k: v for k, v in local.items() if k in cls.model_fields})
+            for cls in settings_classes
+        ]
     except SettingsError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr, flush=True)
         return 2

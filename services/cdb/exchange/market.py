@@ -72,6 +72,22 @@ def _clean_rows(rows: Any, symbol: str) -> list[Ohlcv]:
     return out
 
 
+def rebase_urls(api: Any, base: str) -> Any:
+    """ccxt's ``urls["api"]`` with every URL's scheme and host replaced by ``base``'s.
+
+    ``base`` is ``scheme://host[:port]`` (``EXCHANGE_BASE_URL``, the design's ``MEXC_BASE``):
+    a mirror or a local server speaking the exchange's protocol. Paths are kept, so
+    ``https://api.mexc.com/api/v1/contract`` becomes ``http://127.0.0.1:8080/api/v1/contract``.
+    """
+    if isinstance(api, dict):
+        return {k: rebase_urls(v, base) for k, v in api.items()}
+    if isinstance(api, str) and "://" in api:
+        rest = api.split("://", 1)[1]
+        path = rest[rest.find("/") :] if "/" in rest else ""
+        return base.rstrip("/") + path
+    return api
+
+
 class MarketClient:
     """Read-only market data from one ccxt exchange (spot)."""
 
@@ -86,6 +102,7 @@ class MarketClient:
         markets_ttl_s: float = 3600.0,
         session: Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        base_url: str | None = None,
     ) -> None:
         exchange_cls = getattr(ccxt, exchange_id, None)
         if not isinstance(exchange_cls, type) or not issubclass(exchange_cls, ccxt.Exchange):
@@ -98,6 +115,8 @@ class MarketClient:
         if session is not None:  # tests hand in a requests.Session serving recorded responses
             config["session"] = session
         self.exchange = exchange_cls(config)
+        if base_url:
+            self.exchange.urls["api"] = rebase_urls(self.exchange.urls["api"], base_url)
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s

@@ -49,7 +49,8 @@ class ExecutionService(Service):
         mode = settings.TRADING_MODE
         if mode != "paper" and not (settings.MEXC_API_KEY and settings.MEXC_API_SECRET):
             raise SettingsError(
-                f"TRADING_MODE={mode} needs MEXC_API_KEY and MEXC_API_SECRET; refusing to start"
+                f"TRADING_MODE={mode} needs EXCHANGE_API_KEY and EXCHANGE_API_SECRET "
+                "(or MEXC_API_KEY and MEXC_API_SECRET); refusing to start"
             )
         if settings.EXECUTION_TEST_PAUSE_AT and mode != "paper":
             raise SettingsError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from cdb.settings import BaseServiceSettings, PostgresSettings
@@ -13,7 +13,9 @@ from cdb.settings import BaseServiceSettings, PostgresSettings
 class ExecutionSettings(BaseServiceSettings, PostgresSettings):
     """Trading mode, the paper exchange's economics, exchange access and the single-writer lock."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=True, populate_by_name=True
+    )
 
     TRADING_MODE: Literal["paper", "validate", "live"] = Field(
         "paper",
@@ -26,8 +28,17 @@ class ExecutionSettings(BaseServiceSettings, PostgresSettings):
     EXCHANGE_ID: str = Field(
         "mexc", pattern=r"^[a-z0-9]{2,32}$", description="ccxt exchange id (validate/live)"
     )
-    MEXC_API_KEY: SecretStr | None = Field(None, description="API key (validate/live only)")
-    MEXC_API_SECRET: SecretStr | None = Field(None, description="API secret (validate/live only)")
+    # EXCHANGE_API_* name the keys of whichever exchange EXCHANGE_ID is; MEXC_API_* still work
+    MEXC_API_KEY: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("EXCHANGE_API_KEY", "MEXC_API_KEY"),
+        description="API key, EXCHANGE_API_KEY or MEXC_API_KEY (validate/live only)",
+    )
+    MEXC_API_SECRET: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("EXCHANGE_API_SECRET", "MEXC_API_SECRET"),
+        description="API secret, EXCHANGE_API_SECRET or MEXC_API_SECRET (validate/live only)",
+    )
     PAPER_START_BALANCE: float = Field(
         10_000.0, gt=0, allow_inf_nan=False, description="Paper cash at first start, QUOTE_ASSET"
     )

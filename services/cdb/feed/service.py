@@ -64,6 +64,7 @@ def build_source(settings: FeedSettings) -> Source:
             settings.EXCHANGE_ID,
             timeout_ms=int(settings.FEED_HTTP_TIMEOUT_S * 1000),
             attempts=settings.FEED_RETRY_ATTEMPTS,
+            base_url=settings.EXCHANGE_BASE_URL or None,
         )
     except ValueError as exc:
         raise SettingsError(f"EXCHANGE_ID {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from cdb.events import SYMBOL_PATTERN, Interval
 from cdb.settings import BaseServiceSettings
@@ -31,6 +31,13 @@ class FeedSettings(BaseServiceSettings):
     )
     FEED_INTERVAL: Interval = Field("1m", description="Candle timeframe (live and synthetic)")
     EXCHANGE_ID: str = Field("mexc", pattern=r"^[a-z0-9]+$", description="ccxt exchange id")
+    EXCHANGE_BASE_URL: str = Field(
+        "",
+        validation_alias=AliasChoices("EXCHANGE_BASE_URL", "MEXC_BASE"),
+        pattern=r"^(https?://[^/\s]+/?)?$",
+        description="Live: scheme://host[:port] replacing the exchange's API host (a mirror, "
+        "a local test server); empty = ccxt's own. The design's MEXC_BASE is accepted too",
+    )
     QUOTE_ASSET: str = Field(
         "USDT", pattern=r"^[A-Z0-9]+$", description="Quote currency of the top movers"
     )

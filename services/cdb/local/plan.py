@@ -30,16 +30,26 @@ DISPLAY_ORDER = tuple(DEFAULT_PORTS)
 #: Always set for children: ``cdb up`` never trades real money.
 FORCED = {"TRADING_MODE": "paper", "HTTP_HOST": "127.0.0.1"}
 #: Never passed to children: paper trading needs no exchange keys.
-DROPPED = ("MEXC_API_KEY", "MEXC_API_SECRET")
-#: Local defaults for a lively demo; the environment overrides each of them.
+DROPPED = ("MEXC_API_KEY", "MEXC_API_SECRET", "EXCHANGE_API_KEY", "EXCHANGE_API_SECRET")
+#: Local defaults; the environment overrides each of them.
+LOCAL_DEFAULTS = {"HEALTH_INTERVAL_S": "5"}
+#: Per ``--feed``, defaults for a lively run; the environment overrides each of them.
 #: The synthetic feed stamps its candles with wall-clock seconds (one per second), so the
-#: signal cooldown and the risk windows below are in those seconds.
-LOCAL_DEFAULTS = {
-    "FEED_SOURCE": "synthetic",
-    "FEED_SYNTHETIC_PERIOD_S": "1",
-    "SIGNAL_COOLDOWN_S": "60",
-    "HEALTH_INTERVAL_S": "5",
+#: signal cooldown is in those seconds. A replay is stamped from now on (shifted) and, at
+#: ``--speed 60``, also plays one 1-minute candle per second; at its end the feed stays up,
+#: idle, so a finished replay is not a dead service. Live polls the exchange's public
+#: market data (no keys) in real time: the services' own defaults fit it.
+FEED_DEFAULTS = {
+    "synthetic": {"FEED_SYNTHETIC_PERIOD_S": "1", "SIGNAL_COOLDOWN_S": "60"},
+    "replay": {
+        "FEED_REPLAY_SHIFT_TO_NOW": "true",
+        "FEED_REPLAY_AT_END": "idle",
+        "SIGNAL_COOLDOWN_S": "60",
+    },
+    "live": {},
 }
+#: ``--speed`` of a replay unless given: one 1-minute candle per wall second.
+REPLAY_SPEED = 60.0
 
 
 def ports_for(base: int | None) -> dict[str, int | None]:
@@ -55,11 +65,19 @@ def child_env(
     port: int,
     servers: Mapping[str, str],
     feed_source: str = "synthetic",
+    speed: float | None = None,
 ) -> dict[str, str]:
-    """The environment of one child: ``base`` + local defaults + servers + forced values."""
+    """The environment of one child: ``base`` + local defaults + servers + forced values.
+
+    ``speed`` (replay only) wins over ``FEED_REPLAY_SPEED`` from the environment.
+    """
     env = {k: v for k, v in base.items() if k not in DROPPED}
-    for key, value in LOCAL_DEFAULTS.items():
+    for key, value in {**LOCAL_DEFAULTS, **FEED_DEFAULTS[feed_source]}.items():
         env.setdefault(key, value)
+    if feed_source == "replay":
+        if speed is not None:
+            env["FEED_REPLAY_SPEED"] = f"{speed:g}"
+        env.setdefault("FEED_REPLAY_SPEED", f"{REPLAY_SPEED:g}")
     env.update(servers)
     env.update(FORCED)
     env["FEED_SOURCE"] = feed_source

@@ -4,7 +4,7 @@ and the report of ``cdb status``. Pure functions of their inputs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cdb.local.plan import DISPLAY_ORDER
 from cdb.local.snapshot import ServiceView, Snapshot
@@ -29,7 +29,11 @@ def breaker_text(breaker: dict[str, str]) -> str:
     return f"ENGAGED ({', '.join(kinds) or 'engaged'}){': ' + reason if reason else ''}"
 
 
-def service_state(view: ServiceView, exited: int | None = None) -> str:
+def service_state(view: ServiceView, exited: int | str | None = None) -> str:
+    """The state column: ``exited`` is an exit code, or ``cdb up``'s own text for a child
+    that is down (``EXITED (2), restart in 4 s``, ``finished``)."""
+    if isinstance(exited, str):
+        return exited
     if exited is not None:
         return f"EXITED (code {exited})"
     if view.state == "ok":
@@ -91,11 +95,25 @@ def headline(snap: Snapshot, quote: str) -> str:
     )
 
 
-def line(snap: Snapshot, elapsed: float, exited: dict[str, int], quote: str) -> str:
+def restarts_text(restarts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(restarts.items()))
+
+
+def line(
+    snap: Snapshot,
+    elapsed: float,
+    exited: Mapping[str, int | str],
+    quote: str,
+    restarts: Mapping[str, int] | None = None,
+) -> str:
     """One line per refresh when the output is not a terminal (logs, CI, tests)."""
     ok = sum(1 for v in snap.services.values() if v.state == "ok")
-    down = f" | EXITED: {', '.join(sorted(exited))}" if exited else ""
-    return f"[{_duration(elapsed)}] {headline(snap, quote)} | services {ok}/{len(snap.services)} ok{down}"
+    down = f" | down: {', '.join(sorted(exited))}" if exited else ""
+    again = f" | restarts: {restarts_text(restarts)}" if restarts else ""
+    return (
+        f"[{_duration(elapsed)}] {headline(snap, quote)} | services {ok}/{len(snap.services)} ok"
+        f"{down}{again}"
+    )
 
 
 def _rows(title: str, rows: Iterable[str]) -> list[str]:
@@ -134,20 +152,25 @@ def table(
     snap: Snapshot,
     ports: dict[str, int | None],
     elapsed: float,
-    exited: dict[str, int],
+    exited: Mapping[str, int | str],
     quote: str,
     where: str,
     live: bool = True,
+    restarts: Mapping[str, int] | None = None,
+    feed: str = "synthetic",
 ) -> str:
     """The live summary of ``cdb up``, redrawn in place on a terminal (``live``)."""
     hint = " · Ctrl-C stops" if live else " · stopped"
-    out = [f"cdb up · {_duration(elapsed)} · paper trading · {where}{hint}", ""]
+    market = {"live": "live prices", "replay": "replayed prices"}.get(feed, "synthetic market")
+    out = [f"cdb up · {_duration(elapsed)} · paper trading on {market} · {where}{hint}", ""]
     out.append(f"{'service':<12} {'port':>5}  {'state':<26} detail")
     for name in DISPLAY_ORDER:
         view = snap.services.get(name, ServiceView(name, ports.get(name)))
         state = _fit(service_state(view, exited.get(name)), 26)
         out.append(f"{name:<12} {ports.get(name) or '':>5}  {state:<26} {service_detail(view)}")
     out += ["", headline(snap, quote)]
+    if restarts:
+        out.append(f"restarts: {restarts_text(restarts)} (services that died and were restarted)")
     if snap.database_error:
         out.append(f"PostgreSQL: {snap.database_error}")
     fills = snap.latest.get("fills", [])

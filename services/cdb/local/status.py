@@ -1,7 +1,8 @@
 """``cdb status``: each service's health and the latest signals, orders and risk events.
 
-Finds the pipeline the way ``cdb up`` left it described in ``DATA_DIR/up.json``
-(private servers, HTTP ports); without that file it uses the environment's
+Finds the running ``cdb up`` through ``cdb.local.state`` (the per-user state file, from
+any directory; ``--data-dir`` reads that directory's ``up.json`` instead): its private
+servers and HTTP ports. Without a running ``cdb up`` it uses the environment's
 ``REDIS_*`` / ``POSTGRES_*`` settings and the standard ports 8000-8005. Exits 0
 when every service is healthy, 1 otherwise.
 """
@@ -9,14 +10,12 @@ when every service is healthy, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from cdb.local import plan, render
+from cdb.local import plan, render, state
 from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
 from cdb.settings import (
     BaseServiceSettings,
@@ -31,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=plan.default_data_dir(),
-        help="the data directory of a running cdb up (default: $CDB_DATA_DIR or ./.cdb)",
+        default=None,
+        help="the data directory of a running cdb up (default: the one cdb up recorded "
+        "in the per-user state file)",
     )
     parser.add_argument(
         "--http-port-base",
@@ -43,34 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=5, help="rows of each latest list")
 
 
-def read_session(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((data_dir / "up.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def main(args: argparse.Namespace) -> int:
-    session = read_session(args.data_dir)
+    bot = state.load(args.data_dir)
     servers: dict[str, str] = {}
-    if session:
-        ports = {k: int(v) for k, v in session.get("http_ports", {}).items()}
-        servers = dict(session.get("servers") or {})
-        if not _alive(session.get("pid")):
-            print(f"note: {args.data_dir / 'up.json'} names a cdb up that is not running")
+    if bot is not None:
+        ports: dict[str, int | None] = dict(bot.http_ports)
+        servers = dict(bot.server_env)
+        print(f"cdb up (pid {bot.pid}) with data in {bot.data_dir}")
     else:
+        if args.data_dir is not None and state.read(args.data_dir / state.SESSION_FILE):
+            print(f"note: {args.data_dir / state.SESSION_FILE} names a cdb up that is not running")
+        else:
+            print("no running cdb up found; reading the servers the environment names")
         ports = plan.ports_for(args.http_port_base)
     try:
         pg = load_settings(

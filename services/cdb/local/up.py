@@ -12,9 +12,7 @@ reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -27,13 +25,12 @@ from typing import TextIO
 
 import redis
 
-from cdb.local import plan, render
+from cdb.local import plan, render, state
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
 from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
+from cdb.local.state import SESSION_FILE
 from cdb.localservers import free_port
-
-SESSION_FILE = "up.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--feed",
-        choices=["synthetic", "replay"],
+        choices=["synthetic", "replay", "live"],
         default="synthetic",
-        help="market data source (never live: cdb up is for paper trading)",
+        help="market data: synthetic market, a replay of CSV files (FEED_REPLAY_FILES, default "
+        "the shipped sample, stamped from now on), or live: the exchange's real prices "
+        "(EXCHANGE_ID, SYMBOLS); execution is paper trading with all of them",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help=f"replay: market seconds per wall second (default {plan.REPLAY_SPEED:g}: one "
+        "1-minute candle per second; 1 = real time, 0 = as fast as possible)",
     )
     parser.add_argument(
         "--fresh",
@@ -85,7 +91,7 @@ class Up:
         self.servers: Servers | None = None
         self.ports: dict[str, int] = {}
         self.notes: list[str] = []
-        self.exited: dict[str, int] = {}
+        self.finished: set[str] = set()
         self.started = time.monotonic()
         self.quote = os.environ.get("QUOTE_ASSET", "USDT")
 
@@ -153,31 +159,34 @@ class Up:
             or (k.startswith("POSTGRES_") and self.servers.postgres_private)
         }
         rs = self.servers.redis_server
-        path = self.data_dir / SESSION_FILE
-        path.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "started_at": int(time.time()),
-                    "http_ports": self.ports,
-                    "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
-                    "redis_pid": rs.proc.pid if rs is not None and rs.proc else None,
-                    "servers": private,  # only private servers: external ones come from env
-                    "logs": str(self.data_dir / "logs"),
-                },
-                indent=2,
-            )
+        # mode 0600: it holds the private database's password
+        state.record(
+            {
+                "pid": os.getpid(),
+                "started_at": int(time.time()),
+                "data_dir": str(self.data_dir),
+                "http_ports": self.ports,
+                "pids": {n: c.proc.pid for n, c in self.children.items() if c.proc},
+                "redis_pid": rs.proc.pid if rs is not None and rs.proc else None,
+                "servers": private,  # only private servers: external ones come from env
+                "logs": str(self.data_dir / "logs"),
+                "feed": self.args.feed,
+            }
         )
-        path.chmod(0o600)  # it holds the private database's password
 
     def _start_children(self) -> None:
         assert self.servers is not None
         for name in plan.START_ORDER:
             env = plan.child_env(
-                os.environ, name, self.ports[name], self.servers.env, self.args.feed
+                os.environ,
+                name,
+                self.ports[name],
+                self.servers.env,
+                self.args.feed,
+                speed=self.args.speed,
             )
             child = Child(name, self.ports[name], env, self.data_dir / "logs" / f"{name}.log")
-            child.start()
+            child.start(fresh_log=True)  # the previous run's log becomes NAME.log.1
             self.children[name] = child
 
     def _describe_servers(self) -> None:
@@ -195,18 +204,53 @@ class Up:
     # -- the watch loop ----------------------------------------------------------------------
 
     def _check_children(self) -> None:
+        """Report a death, schedule its restart (backoff), and start what is due."""
+        now = time.monotonic()
         for child in self.children.values():
             if child.died and not child.reported:
-                child.reported = True
                 code = child.exit_code
-                self.exited[child.name] = code if code is not None else -1
                 tail = "\n    ".join(child.log_tail(6))
-                note = (
-                    f"{child.name} exited with code {code} and is NOT restarted; "
-                    f"log {child.log_path}:\n    {tail}"
+                if child.name == "feed" and code == 0:  # a replay with FEED_REPLAY_AT_END=stop
+                    child.reported = True
+                    self.finished.add(child.name)
+                    self._note("feed finished (its replay is over); the others keep running")
+                    continue
+                wait = child.schedule_restart(now)
+                self._note(
+                    f"{child.name} exited with code {code}; restart {child.restarts} in "
+                    f"{wait:.0f} s; log {child.log_path}:\n    {tail}"
                 )
-                self.notes.append(note)
-                print(f"cdb up: {note}", file=sys.stderr, flush=True)
+            elif child.restart_due(now):
+                child.start()
+                self._note(f"{child.name} restarted (restart {child.restarts})")
+                self._write_session()  # its new process id
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+
+    def _down(self) -> dict[str, int | str]:
+        """Per service that is not running: its state text for the summary."""
+        now = time.monotonic()
+        out: dict[str, int | str] = {}
+        for child in self.children.values():
+            if child.restart_at is not None:
+                left = max(0, round(child.restart_at - now))
+                out[child.name] = f"EXITED ({child.last_exit}), restart in {left} s"
+            elif child.name in self.finished:
+                out[child.name] = "finished"
+        return out
+
+    def _restarts(self) -> dict[str, int]:
+        return {c.name: c.restarts for c in self.children.values() if c.restarts}
+
+    def _next_wait(self) -> float:
+        """Seconds until the next refresh or the next restart, whichever comes first."""
+        wait = self.args.refresh
+        due = [c.restart_at for c in self.children.values() if c.restart_at is not None]
+        if due:
+            wait = min(wait, max(0.05, min(due) - time.monotonic()))
+        return wait
 
     def _snapshot(self, db: Database, client: redis.Redis) -> Snapshot:
         snap = Snapshot(services=read_services(dict(self.ports)))
@@ -221,17 +265,19 @@ class Up:
                 snap,
                 dict(self.ports),
                 elapsed,
-                self.exited,
+                self._down(),
                 self.quote,
                 f"data {self.data_dir}",
                 live=not final,
+                restarts=self._restarts(),
+                feed=self.args.feed,
             )
             if self.notes:
                 text += "\n\n" + "\n".join(self.notes[-3:])
             prefix = "\x1b[H\x1b[2J" if self.tty and not final else ""
             self.say(prefix + text)
         else:
-            self.say(render.line(snap, elapsed, self.exited, self.quote))
+            self.say(render.line(snap, elapsed, self._down(), self.quote, self._restarts()))
 
     def _watch(self) -> Snapshot:
         assert self.servers is not None
@@ -252,7 +298,7 @@ class Up:
                 self._check_children()
                 snap = self._snapshot(db, client)
                 self._show(snap)
-                wait = self.args.refresh
+                wait = self._next_wait()
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
@@ -270,6 +316,8 @@ class Up:
         redis_private = plan.wants_private(os.environ, "REDIS_HOST")
         pg_private = plan.wants_private(os.environ, "POSTGRES_HOST")
         try:
+            if self.args.speed is not None and (self.args.feed != "replay" or self.args.speed < 0):
+                raise SetupError("--speed takes a number >= 0 and applies to --feed replay only")
             check_binaries(redis_private, pg_private)
             self._refuse_foreign_fresh()  # before anything is written into that directory
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -288,7 +336,10 @@ class Up:
                 return 0
             self._start_children()
             self._write_session()
-            self.say(f"services   started: {', '.join(plan.START_ORDER)} (paper trading)")
+            self.say(
+                f"services   started: {', '.join(plan.START_ORDER)} "
+                f"(paper trading, {self.args.feed} market data)"
+            )
             snap = self._watch()
         except SetupError as exc:
             return self.fail(str(exc))
@@ -297,7 +348,8 @@ class Up:
         if snap is not None:
             self._show(snap, final=True)
         self.say("stopped.")
-        return 1 if self.exited else 0
+        # a service that died (even if restarted since) is a fault worth an exit code
+        return 1 if self._restarts() else 0
 
     def _shutdown(self) -> None:
         if self.children:
@@ -307,8 +359,7 @@ class Up:
                 self.notes.append(f"killed after {self.args.stop_timeout}s: {', '.join(killed)}")
         if self.servers is not None:
             self.servers.stop()
-        with contextlib.suppress(OSError):
-            (self.data_dir / SESSION_FILE).unlink()
+        state.forget(self.data_dir, os.getpid())
 
 
 def main(args: argparse.Namespace) -> int:

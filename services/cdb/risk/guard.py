@@ -55,6 +55,7 @@ class Guard(Service):
         self.breaker_dirty = False
         self._last_sweep = 0
         self._last_ping = 0
+        self._last_figures = 0
         self.sweep_error: str | None = None
         self.decisions = Counter(
             "cdb_risk_decisions",
@@ -216,6 +217,10 @@ class Guard(Service):
         if now - self._last_ping >= 10:
             self._last_ping = now
             self.store.ping()
+        every = self.settings.RISK_EQUITY_HISTORY_S
+        if every and now - self._last_figures >= every:
+            self._last_figures = now
+            self.record_figures(now)
         self.roll_day(now)
         self.ensure_day_start(now)
         for order in self.book.expire(now, self.settings.RISK_PENDING_ORDER_TTL_S):
@@ -232,6 +237,17 @@ class Guard(Service):
             self.maybe_exit(symbol, now)
         if self.breaker_dirty:
             self.publish_breaker()
+
+    def record_figures(self, now: int) -> None:
+        """Equity, drawdown and exposure (as on ``/status``) into the equity history."""
+        fields = self.describe()
+        figures = {
+            name: fields[name]
+            for name in ("equity", "drawdown_pct", "exposure_pct")
+            if isinstance(fields.get(name), int | float)
+        }
+        if figures:
+            self.store.record_figures(now, figures, {"quote": self.settings.QUOTE_ASSET})
 
     def roll_day(self, now: int) -> None:
         if now // 86_400 == self.day_number:

@@ -70,6 +70,12 @@ class RiskSettings(BaseServiceSettings, PostgresSettings):
     RISK_PENDING_ORDER_TTL_S: int = Field(
         300, ge=10, description="An order without a result is forgotten (entry) or resent after"
     )
+    RISK_EQUITY_HISTORY_S: int = Field(
+        60,
+        ge=0,
+        description="Seconds between rows of the equity history (table metrics: equity, "
+        "drawdown_pct, exposure_pct); 0 = none",
+    )
 
     def limits(self) -> Limits:
         """The subset the pure rules need."""

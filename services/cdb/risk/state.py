@@ -126,6 +126,16 @@ class Store:
 
         return self._run(tx)
 
+    def record_figures(self, ts: int, figures: dict[str, float], labels: dict[str, str]) -> None:
+        """The equity history: one ``metrics`` row per figure (``name``, ``value``), time ``ts``
+        (Unix seconds), the same ``labels`` on each; read by the dashboard and reports."""
+        rows = [(ts, name, float(value), Json(labels)) for name, value in figures.items()]
+        self._run(
+            lambda cur: cur.executemany(
+                "INSERT INTO metrics (ts, name, value, labels) VALUES (%s,%s,%s,%s)", rows
+            )
+        )
+
     def save_day_start(self, day: str, equity: float) -> None:
         self._run(lambda cur: _put_state(cur, "day_start", {"day": day, "equity": equity}))
 

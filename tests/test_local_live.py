@@ -1,0 +1,126 @@
+"""``cdb up --feed live``: paper trading on the exchange's prices, here from a local server that
+speaks MEXC's spot v3 protocol with recorded answers (``tests/test_feed_market.py``'s), its
+candles stamped around now — never the network. ``EXCHANGE_BASE_URL`` points ccxt at it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from test_feed_market import CONTRACT_DETAIL, EXCHANGE_INFO
+from test_local import base_env, cdb, tempdir
+
+from cdb.exchange.market import rebase_urls
+
+MIN = 60_000
+
+
+def rising_klines(limit: int, now_ms: int) -> list[list]:
+    """``limit`` 1-minute candles up to the open one, +0.3 % each: a momentum burst."""
+    first_open = now_ms // MIN * MIN - (limit - 1) * MIN
+    rows = []
+    for i in range(limit):
+        o = 60_000 * 1.003**i
+        c = o * 1.003
+        rows.append(
+            [
+                first_open + i * MIN,
+                f"{o:.2f}",
+                f"{c * 1.001:.2f}",
+                f"{o * 0.999:.2f}",
+                f"{c:.2f}",
+                "20.0",  # base volume: ~1.2 M USDT a candle
+                first_open + (i + 1) * MIN,
+                f"{20.0 * c:.2f}",
+            ]
+        )
+    return rows
+
+
+class MexcHandler(BaseHTTPRequestHandler):
+    seen: list[tuple[str, dict]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        type(self).seen.append((url.path, query))
+        if url.path == "/api/v3/exchangeInfo":
+            body, status = EXCHANGE_INFO, 200
+        elif url.path == "/api/v1/contract/detail":
+            body, status = CONTRACT_DETAIL, 200
+        elif url.path == "/api/v3/klines" and query.get("symbol") == "BTCUSDT":
+            limit = int(query.get("limit", "16"))
+            body, status = rising_klines(limit, int(time.time() * 1000)), 200
+        else:
+            body, status = {"code": 404, "msg": "Not Found"}, 404
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def mexc() -> Iterator[str]:
+    MexcHandler.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MexcHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_base_url_replaces_every_host_and_keeps_paths():
+    api = {"spot": {"public": "https://api.mexc.com"}, "v2": "https://www.mexc.com/open/api/v2"}
+    assert rebase_urls(api, "http://127.0.0.1:9/") == {
+        "spot": {"public": "http://127.0.0.1:9"},
+        "v2": "http://127.0.0.1:9/open/api/v2",
+    }
+
+
+def test_cdb_up_feed_live_paper_trades_on_the_exchanges_prices(mexc, redis_env, pg_env):
+    data = tempdir("cdb-live-") / "data"
+    env = base_env(
+        **redis_env,
+        **pg_env,
+        MEXC_BASE=mexc,  # the design's name for EXCHANGE_BASE_URL
+        SYMBOLS="BTC_USDT",
+        FEED_POLL_S="1",
+        FEED_CLOSE_DELAY_S="0",
+        MEXC_API_KEY="never-used",
+    )
+    done = cdb(
+        [
+            "up",
+            "--feed",
+            "live",
+            "--data-dir",
+            str(data),
+            "--http-port-base",
+            "0",
+            "--duration",
+            "25",
+            "--refresh",
+            "5",
+        ],
+        env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "paper trading, live market data" in done.stdout
+    assert "paper trading on live prices" in done.stdout
+    assert "fills 1 |" in done.stdout  # one BUY: the cooldown holds the rest
+    assert "BTC_USDT BUY" in done.stdout and "Momentum" in done.stdout
+    paths = {path for path, _ in MexcHandler.seen}
+    assert {"/api/v3/exchangeInfo", "/api/v3/klines"} <= paths
+    assert all(q.get("symbol") == "BTCUSDT" for p, q in MexcHandler.seen if p == "/api/v3/klines")
