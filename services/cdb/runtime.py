@@ -234,9 +234,8 @@ class Runtime:
         self.heartbeat = time.monotonic()  # the start counts as a tick (bounded by STARTUP_)
         #: dependency → reason, from the loop's last transient failure (cleared on success)
         self.down: dict[str, str] = {}
-        self.watch = DependencyWatch(self.bus, service.name, self.settings.OUTAGE_ALERT_S)
-        self._last_watch = 0.0
         self._http_thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         self._last_health = 0.0
@@ -245,6 +244,13 @@ class Runtime:
         # /health asks Redis on its own short-timeout connection, without retries, so it
         # answers within a second even while the main loop is stuck reconnecting.
         self._health_client = redis_client(self.settings, probe=True)
+        # The dependency watch runs in its own thread on that client too: it notices an
+        # outage within HEALTH_INTERVAL_S however long the main loop waits on a dead server.
+        self.watch = DependencyWatch(
+            Bus(self._health_client, service=service.name, consumer=self.bus.consumer),
+            service.name,
+            self.settings.OUTAGE_ALERT_S,
+        )
         self.handler_seconds = Histogram(
             "cdb_handler_seconds",
             "Time to handle one entry",
@@ -260,7 +266,8 @@ class Runtime:
         """Liveness: in-process facts only, never a dependency (see :mod:`cdb.probes`)."""
         setting_up = self.state in ("starting", "connecting")
         bound = self.settings.STARTUP_TIMEOUT_S if setting_up else self.settings.LIVENESS_TIMEOUT_S
-        threads = [t for t in (self._http_thread,) if t is not None] + self.service.threads()
+        vital = (self._http_thread, self._watch_thread)
+        threads = [t for t in vital if t is not None] + self.service.threads()
         problems = liveness_problems(time.monotonic(), self.heartbeat, bound, threads)
         return not problems, problems
 
@@ -294,11 +301,7 @@ class Runtime:
         return down
 
     def _watch_dependencies(self) -> None:
-        """Every ``HEALTH_INTERVAL_S``: track outages (alerts) and report readiness."""
-        now = time.monotonic()
-        if now - self._last_watch < self.settings.HEALTH_INTERVAL_S:
-            return
-        self._last_watch = now
+        """Track outages (alerts) and report readiness; the watch thread's one step."""
         ready, problems = self.healthy()
         down = self.down_now(problems)
         self.watch.observe(down)
@@ -352,6 +355,20 @@ class Runtime:
         self.service.routes(app)
         return app
 
+    def _watch_forever(self) -> None:
+        """Every ``HEALTH_INTERVAL_S`` until stopped; a failed step is logged, never fatal."""
+        while not self.stopping.wait(self.settings.HEALTH_INTERVAL_S):
+            try:
+                self._watch_dependencies()
+            except Exception:
+                log.exception("dependency watch step failed")
+
+    def start_watch(self) -> None:
+        self._watch_thread = threading.Thread(
+            target=self._watch_forever, name="dependency-watch", daemon=True
+        )
+        self._watch_thread.start()
+
     def start_http(self) -> None:
         port = self.settings.HTTP_PORT
         port = self.service.default_port if port is None else port
@@ -380,6 +397,7 @@ class Runtime:
         """Run until stopped; returns the process exit code (0 after a graceful stop)."""
         self._install_signal_handlers()
         self.start_http()
+        self.start_watch()
         # capped low: a retry is cheap, and recovery after an outage waits at most this long
         backoff = ExponentialWithJitterBackoff(cap=5.0, base=0.25)
         failures = 0
@@ -409,7 +427,6 @@ class Runtime:
                 self.redis_ok = True
                 self.last_error = None
                 self.down.clear()
-                self._watch_dependencies()
             except TRANSIENT as exc:
                 failures += 1
                 if isinstance(exc, redis.RedisError):
@@ -419,8 +436,6 @@ class Runtime:
                 if dependency:
                     self.down = {dependency: self.last_error}
                 self.heartbeat = time.monotonic()  # waiting on a dependency is not being stuck
-                with contextlib.suppress(*TRANSIENT):
-                    self._watch_dependencies()
                 self.state = "degraded" if ready else "connecting"
                 wait = backoff.compute(failures)
                 log.warning("transient failure (%s); retrying in %.1fs", self.last_error, wait)
