@@ -5,6 +5,9 @@ event) is keyed by the event's own id, while a list records every delivery, so a
 see both that an entry was delivered twice and that it took effect once.
 ``PROBE_DIE_AFTER`` makes it SIGKILL itself after handling that many entries, before the
 runtime acknowledges them: a consumer dying between read and ack.
+The test hooks for liveness live here, not in the runtime: a signal whose ``reason`` is
+``freeze`` blocks the handler (the main loop stops ticking, as a deadlocked handler would),
+and one whose reason is ``stop-worker`` ends the worker thread the probe declares vital.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from pydantic import Field
 
@@ -34,9 +39,21 @@ class Probe(Service):
     def __init__(self, settings: ProbeSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
         self.handled = 0
+        self.worker_stop = threading.Event()
+        self.worker = threading.Thread(target=self.worker_stop.wait, name="probe-worker")
+        self.worker.daemon = True
+        self.worker.start()
+
+    def threads(self) -> list[threading.Thread]:
+        return [self.worker]
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event
+        if getattr(event, "reason", None) == "freeze":
+            while True:  # a wedged handler: only a restart gets this process going again
+                time.sleep(1)
+        if getattr(event, "reason", None) == "stop-worker":
+            self.worker_stop.set()
         key = getattr(event, "signal_id", None) or f"{event.type}:{delivery.entry_id}"
         pipe = self.bus.client.pipeline()
         pipe.rpush("probe:deliveries", delivery.entry_id)

@@ -23,6 +23,7 @@ from k8s_tools import (
     validate_manifest,
 )
 
+from cdb_operator.main import _run_parser
 from cdb_operator.render.network import OPERATOR_POD_LABELS
 
 TB_API = "claire-de-binare.dev/v1alpha1/TradingBot"
@@ -58,6 +59,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
             "operator": {
                 "verbose": True,
                 "healthPort": 9000,
+                "readinessPort": 9001,
                 "metricsPort": 9100,
                 "extraArgs": ["--verbose"],
                 "extraEnv": [{"name": "TZ", "value": "UTC"}],
@@ -303,13 +305,22 @@ def test_restricted_checker_catches_a_bad_pod():
     assert any("seccompProfile" in p for p in problems)
 
 
-def test_probes_use_kopf_health_endpoint_on_the_liveness_port():
+def test_liveness_uses_kopf_health_endpoint_and_readiness_its_own():
     for name, port in (("defaults", 8080), ("operator-tuned", 9000)):
         container = operator_deployment(name)["spec"]["template"]["spec"]["containers"][0]
         assert f"--liveness=http://0.0.0.0:{port}/healthz" in container["args"]
+        ready_port = port + 1  # 8081 by default; the tuned scenario sets 9001
+        assert f"--readiness=http://0.0.0.0:{ready_port}/readyz" in container["args"]
         assert {"name": "health", "containerPort": port, "protocol": "TCP"} in container["ports"]
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert {"name": "ready", "containerPort": ready_port, "protocol": "TCP"} in container[
+            "ports"
+        ]
+        for probe in ("startupProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+        # separate: an API-server blip makes the operator NotReady, never restarts it
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+        parsed = _run_parser().parse_args(container["args"])
+        assert parsed.readiness == f"http://0.0.0.0:{ready_port}/readyz"
 
 
 def test_operator_command_and_watched_namespaces():

@@ -1,24 +1,17 @@
 """Dockerfile.base, .dockerignore and kind-config.yaml, checked without a Docker engine.
 
 No container engine runs here, so the Dockerfile is parsed and its rules checked (base
-image, stages, user, HEALTHCHECK, no caches or compilers in the final image), the
-.dockerignore is evaluated with Docker's matching rules against real paths, and the
-HEALTHCHECK script embedded in the Dockerfile is extracted and run for real against a local
-HTTP server and real processes.
+image, stages, user, HEALTHCHECK, no caches or compilers in the final image) and the
+.dockerignore is evaluated with Docker's matching rules against real paths. The
+HEALTHCHECK's program, ``cdb healthcheck``, has its own tests (tests/test_healthcheck.py).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import pytest
 import yaml
 from k8s_tools import REPO
 
@@ -80,13 +73,6 @@ def all_of(name: str, stage: list[Instruction] = INSTRUCTIONS) -> list[Instructi
     return [i for i in stage if i.name == name]
 
 
-def healthcheck_script() -> str:
-    for inst in all_of("COPY", FINAL):
-        if "cdb-healthcheck" in inst.args and inst.heredocs:
-            return inst.heredocs[0]
-    raise AssertionError("no cdb-healthcheck heredoc in the final stage")
-
-
 # -- the Dockerfile --------------------------------------------------------------------------
 
 
@@ -107,10 +93,9 @@ def test_multi_stage_final_copies_only_the_virtualenv():
     copies = all_of("COPY", FINAL)
     from_build = [c for c in copies if c.args.startswith(f"--from={build_name}")]
     assert [c.args.split()[-2:] for c in from_build] == [["/opt/venv", "/opt/venv"]]
-    # Nothing from the build context reaches the final image: its only other COPY is the
-    # healthcheck script written inline.
-    others = [c for c in copies if c not in from_build]
-    assert all(c.heredocs for c in others)
+    # Nothing from the build context reaches the final image, and no program is written
+    # inline (the healthcheck is `cdb healthcheck`, a tested module of the package).
+    assert copies == from_build
 
 
 def test_package_installed_once_without_cache_in_the_build_stage():
@@ -153,108 +138,9 @@ def test_runs_as_uid_1000_and_the_command_chooses():
 def test_healthcheck_present_in_the_final_stage():
     checks = all_of("HEALTHCHECK", FINAL)
     assert len(checks) == 1
-    assert "CMD" in checks[0].args and "cdb-healthcheck" in checks[0].args
+    assert checks[0].args.endswith('CMD ["cdb", "healthcheck"]')
     assert "--interval=" in checks[0].args and "--timeout=" in checks[0].args
-
-
-def test_healthcheck_script_compiles():
-    compile(healthcheck_script(), "cdb-healthcheck", "exec")
-
-
-# -- the healthcheck script, run for real ----------------------------------------------------
-
-
-class _Health(BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.send_response(type(self).status if self.path in ("/health", "/healthz") else 404)
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def health_server():
-    handler = type("Handler", (_Health,), {"status": 200})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, handler
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def script(tmp_path) -> Path:
-    path = tmp_path / "cdb-healthcheck"
-    path.write_text(healthcheck_script())
-    return path
-
-
-def run_check(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=30
-    )
-
-
-@pytest.fixture
-def fake_pid1():
-    """Start a process whose command line looks like the container's main program."""
-    procs: list[subprocess.Popen] = []
-
-    def start(*argv: str) -> int:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(60)", *argv],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc.pid
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
-def test_healthcheck_passes_on_200_and_fails_on_503(script, health_server):
-    server, handler = health_server
-    url = f"http://127.0.0.1:{server.server_port}/health"
-    assert run_check(script, {"CDB_HEALTHCHECK_URL": url}).returncode == 0
-    handler.status = 503
-    assert run_check(script, {"CDB_HEALTHCHECK_URL": url}).returncode == 1
-
-
-def test_healthcheck_fails_when_nothing_listens(script):
-    proc = run_check(script, {"CDB_HEALTHCHECK_URL": "http://127.0.0.1:1/health"})
-    assert proc.returncode == 1
-
-
-def test_healthcheck_finds_the_service_port_from_the_command_line(script, health_server, fake_pid1):
-    server, handler = health_server
-    pid = fake_pid1("/opt/venv/bin/cdb", "run", "signal")
-    env = {"CDB_HEALTHCHECK_PID": str(pid), "HTTP_PORT": str(server.server_port)}
-    assert run_check(script, env).returncode == 0
-    handler.status = 503
-    assert run_check(script, env).returncode == 1
-
-
-def test_healthcheck_uses_the_operators_liveness_url(script, health_server, fake_pid1):
-    server, _ = health_server
-    pid = fake_pid1("cdb-operator", f"--liveness=http://0.0.0.0:{server.server_port}/healthz")
-    proc = run_check(script, {"CDB_HEALTHCHECK_PID": str(pid)})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"127.0.0.1:{server.server_port}" in proc.stdout
-
-
-def test_healthcheck_has_nothing_to_probe_for_a_one_off_command(script, fake_pid1):
-    pid = fake_pid1("cdb", "backup", "/tmp/x")
-    proc = run_check(script, {"CDB_HEALTHCHECK_PID": str(pid)})
-    assert proc.returncode == 0
-    assert "nothing to probe" in proc.stdout
+    assert not any(i.heredocs for i in INSTRUCTIONS), "programs belong in the package"
 
 
 # -- .dockerignore -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from py_vapid import Vapid02
 from cdb.bus import Bus
 from cdb.db.migrate import migrate
 from cdb.events import Alert
+from cdb.notifier.subscriptions import subscription_key
 from cdb.notifier.vapid import b64url, public_key_b64
 from cdb.settings import PostgresSettings
 
@@ -34,8 +35,8 @@ TOKEN = "test-token-0123456789"
 
 
 class PushService:
-    """A tiny push service: records every request; ``/gone/...`` answers 410, ``/flaky/...``
-    503 to its first request, everything else 201."""
+    """A tiny push service: records every request; ``/gone/...`` answers 410, ``/broken/...``
+    400, ``/flaky/...`` 503 to its first request, everything else 201."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
@@ -48,6 +49,8 @@ class PushService:
                 tries = sum(1 for r in received if r["path"] == self.path)
                 if self.path.startswith("/gone/"):
                     code = 410
+                elif self.path.startswith("/broken/"):
+                    code = 400  # a refusal a retry would only repeat
                 elif self.path.startswith("/flaky/") and tries == 1:
                     code = 503  # a push service's hiccup: the first try fails, the retry works
                 else:
@@ -279,3 +282,51 @@ def test_bad_webpush_settings_stop_it_with_one_line(redis_env, change, expected)
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"configuration error: {expected}"), done.stderr
     assert keys["WEBPUSH_VAPID_PRIVATE_KEY"] not in done.stderr + done.stdout
+
+
+def test_an_unsubscribe_is_honoured_at_once_even_while_postgres_is_down(
+    redis_env, redis_client, own_postgres, log_dir, push_service
+):
+    own_postgres.create_database("notifier")
+    pg_env = own_postgres.env("notifier")
+    migrate(PostgresSettings(**pg_env))
+    dsn = PostgresSettings(**pg_env).postgres_dsn()
+    _, keys = vapid_env()
+    env = {**redis_env, **pg_env, **keys, "NOTIFIER_API_TOKEN": TOKEN}
+    notifier = ServiceProcess("notifier", env, log_dir).start()
+    bus = Bus(redis_client, service="test-producer")
+    phone, tablet, watch = (Browser(push_service.url(f"/push/{n}")) for n in ("p", "t", "w"))
+    broken = Browser(push_service.url("/broken/kiosk"))
+    try:
+        port = notifier.port
+        for browser in (phone, tablet, watch, broken):
+            assert post(port, "/webpush/subscriptions", browser.subscription(), TOKEN) == 201
+        bus.publish(Alert(level="WARNING", code="FIRST", message="one"))
+        wait_until(lambda: notifier.status()["push_failures"] == 1, message="first round")
+        # the failed push's log line names the alert and the subscription
+        line = next(ln for ln in notifier.log().splitlines() if "failed" in ln and "push of" in ln)
+        record = json.loads(line)
+        assert "WARNING FIRST" in record["message"]
+        assert record["subscription"] == subscription_key(broken.endpoint)
+        assert record["subscription"] in record["message"] and "127.0.0.1" in record["message"]
+        assert record["alert_code"] == "FIRST" and record["alert_entry_id"]
+        assert broken.endpoint not in notifier.log(), "the capability URL is not logged"
+
+        # deleted while PostgreSQL is up: gone from the table and from the cache at once
+        assert post(port, "/webpush/subscriptions", tablet.subscription(), TOKEN, "DELETE") == 204
+        own_postgres.stop()
+        # deleted while it is down: accepted, and no longer pushed to either
+        assert post(port, "/webpush/subscriptions", watch.subscription(), TOKEN, "DELETE") == 202
+        bus.publish(Alert(level="WARNING", code="SECOND", message="two", source="test"))
+        wait_until(lambda: len(push_service.to("/push/p")) == 2, message="the phone pushed")
+        wait_until(lambda: notifier.status()["alerts_logged"] == 2)
+        assert len(push_service.to("/push/t")) == 1, "the deleted tablet got nothing"
+        assert len(push_service.to("/push/w")) == 1, "the watch deleted during the outage neither"
+        own_postgres.start()
+        wait_until(
+            lambda: subscriptions(dsn) == sorted([phone.endpoint, broken.endpoint]),
+            timeout=30,
+            message="the deletion made during the outage reaches the table",
+        )
+    finally:
+        assert notifier.stop() == 0

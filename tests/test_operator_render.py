@@ -294,8 +294,10 @@ def test_one_deployment_per_service_running_cdb_run() -> None:
         assert c["command"] == ["cdb"] and c["args"] == ["run", service]
         assert parser.parse_args(c["args"]).service == service
         assert c["ports"][0]["containerPort"] == port
-        assert c["livenessProbe"]["httpGet"]["path"] == "/health"
-        assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+        # separate probes: liveness never looks at a dependency, readiness does
+        assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert c["resources"]["requests"] and c["resources"]["limits"]
         assert {"name": "HTTP_PORT", "value": str(port)} in c["env"]
 
@@ -598,3 +600,20 @@ def test_kept_data_keeps_its_passwords():
     assert "ownerReferences" not in kept
     dropped = render_secret(make({"keepDataOnDelete": False}), passwords)["metadata"]
     assert dropped["ownerReferences"][0]["uid"] == UID
+
+
+def test_probe_timing_matches_the_runtime_bounds() -> None:
+    """Startup covers STARTUP_TIMEOUT_S; readiness notices a return within 10 s."""
+    from cdb.settings import BaseServiceSettings
+
+    defaults = BaseServiceSettings()
+    c = by_kind(render_children(make()), "Deployment")["demo-risk"]["spec"]["template"]
+    c = c["spec"]["containers"][0]
+    startup, live, ready = c["startupProbe"], c["livenessProbe"], c["readinessProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= defaults.STARTUP_TIMEOUT_S
+    # the kubelet restarts a wedged process, not a slow one: its bound is the runtime's
+    assert live["periodSeconds"] * live["failureThreshold"] >= 30
+    # Ready again at the first success (successThreshold 1): at most one back-off wait of
+    # the runtime (capped at 5 s) plus one probe period after the dependency is back.
+    assert ready.get("successThreshold", 1) == 1
+    assert 5 + ready["periodSeconds"] <= 10

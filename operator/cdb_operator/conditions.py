@@ -99,10 +99,11 @@ def component_conditions(
 
 
 def phase(conds: list[Cond]) -> str:
-    """One word for ``kubectl get``: Failed, Halted, Running, Progressing or Pending."""
+    """One word for ``kubectl get``: Failed, Degraded, Halted, Running, Progressing or Pending."""
     by_type = {c.type: c for c in conds}
     if by_type.get(DEGRADED) and by_type[DEGRADED].status == "True":
-        return "Failed"
+        # waiting for a dependency (cdb_operator.dependencies) is not a failure of the bot
+        return "Degraded" if by_type[DEGRADED].reason == "DependencyUnavailable" else "Failed"
     breaker = by_type.get(BREAKER)
     ready = by_type.get(READY)
     if ready and ready.status == "True":

@@ -40,6 +40,11 @@ def _run_parser() -> argparse.ArgumentParser:
         help="kopf's liveness endpoint URL ('' to disable)",
     )
     p.add_argument(
+        "--readiness",
+        default="http://0.0.0.0:8081/readyz",
+        help="readiness endpoint URL: 503 while the API server does not answer ('' to disable)",
+    )
+    p.add_argument(
         "--peering",
         metavar="NAME",
         default=None,
@@ -185,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         from cdb_operator.metrics import serve
 
         serve(args.metrics_port)
+    if args.readiness:
+        from cdb_operator import readiness
+
+        readiness.serve(args.readiness, readiness.Cached(readiness.api_server_check(kube)))
     ctx = Context(
         kube=kube,
         redis_address=service_dns_address(args.redis_address),

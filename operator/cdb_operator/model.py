@@ -464,7 +464,9 @@ class BreakerStatus(Spec):
 class TradingBotStatus(Spec):
     """Written by the operator only, always through explicit status patches."""
 
-    phase: str = Field("Pending", description="Pending, Progressing, Running, Halted, Failed")
+    phase: str = Field(
+        "Pending", description="Pending, Progressing, Running, Halted, Degraded, Failed"
+    )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     components: dict[str, ComponentStatus] = Field(default_factory=dict)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, market, metrics
+from cdb_operator import breaker, conditions, dependencies, market, metrics
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
 from cdb_operator.model import TradingBotSpec, parse_spec
@@ -374,6 +374,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
             ctx, body, spec, previous.get("breaker") or {}, password
         )
         conds = conditions.component_conditions(components, str(error) if error else None, reason)
+        if error is None and components:  # an outage: which dependency the services wait for
+            address = ctx.redis_address(ns, name, password)
+            conds = dependencies.observe(conds, components, address, previous.get("conditions"))
         conds += [breaker.condition(breaker_status), market_cond]
         new = {"components": components, "breaker": breaker_status, "serviceMonitor": monitoring}
         if error is not None:

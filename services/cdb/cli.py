@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("cdb.local.env", "print export lines for the running cdb up's private servers"),
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
+    "healthcheck": ("cdb.healthcheck", "the image's HEALTHCHECK: is the container's program live"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
@@ -120,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["healthcheck"]:  # runs every HEALTHCHECK interval: load nothing else
+        from cdb import healthcheck
+
+        parser = argparse.ArgumentParser(prog="cdb healthcheck")
+        healthcheck.add_arguments(parser)
+        return healthcheck.main(parser.parse_args(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_service(args.service)

@@ -2,11 +2,15 @@
 
 A service is a small class (``Service``) that says which streams it reads and how
 it handles an entry; this module does everything else the same way for all of
-them: validated settings, JSON logs that never carry a secret, ``/health``,
-``/status`` and ``/metrics`` on a production WSGI server (waitress, in a
-thread), reconnects with capped exponential backoff and jitter, acknowledgement
-after handling, periodic ``health`` events, and a bounded graceful stop on
-SIGTERM/SIGINT.
+them: validated settings, JSON logs that never carry a secret, ``/livez``,
+``/readyz`` (= ``/health``), ``/status`` and ``/metrics`` on a production WSGI server
+(waitress, in a thread), reconnects with capped exponential backoff and jitter,
+acknowledgement after handling, periodic ``health`` events, outage alerts, and a bounded
+graceful stop on SIGTERM/SIGINT.
+
+Liveness fails only when this process is wedged (its loop stopped ticking, a thread it
+needs died); readiness fails while a dependency is down. A Redis or PostgreSQL outage
+therefore leaves the pod running and NotReady, and the loop resumes by itself.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from waitress.server import create_server
 from cdb import __version__
 from cdb.bus import HEALTH, Bus, Delivery
 from cdb.events import Health
+from cdb.outages import DependencyWatch
+from cdb.probes import BUS, dependency_of, liveness_problems
 from cdb.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -167,7 +173,15 @@ class Service:
         return {}
 
     def health_problems(self) -> list[str]:
-        """Reasons the service is not healthy besides Redis and the loop (e.g. a database)."""
+        """Reasons the service is not ready besides Redis and the loop (e.g. a database).
+
+        A problem naming a dependency (``"postgres unreachable: …"``, see
+        :func:`cdb.probes.dependency_of`) also counts towards that dependency's outage.
+        """
+        return []
+
+    def threads(self) -> list[threading.Thread]:
+        """Threads that must stay alive: liveness fails when one of them has died."""
         return []
 
     def routes(self, app: Flask) -> None:
@@ -217,7 +231,11 @@ class Runtime:
         self.started_at = int(time.time())
         self.state = "starting"
         self.redis_ok = False
-        self.heartbeat = 0.0
+        self.heartbeat = time.monotonic()  # the start counts as a tick (bounded by STARTUP_)
+        #: dependency → reason, from the loop's last transient failure (cleared on success)
+        self.down: dict[str, str] = {}
+        self._http_thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         self._last_health = 0.0
@@ -226,6 +244,13 @@ class Runtime:
         # /health asks Redis on its own short-timeout connection, without retries, so it
         # answers within a second even while the main loop is stuck reconnecting.
         self._health_client = redis_client(self.settings, probe=True)
+        # The dependency watch runs in its own thread on that client too: it notices an
+        # outage within HEALTH_INTERVAL_S however long the main loop waits on a dead server.
+        self.watch = DependencyWatch(
+            Bus(self._health_client, service=service.name, consumer=self.bus.consumer),
+            service.name,
+            self.settings.OUTAGE_ALERT_S,
+        )
         self.handler_seconds = Histogram(
             "cdb_handler_seconds",
             "Time to handle one entry",
@@ -237,32 +262,73 @@ class Runtime:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
+    def live(self) -> tuple[bool, list[str]]:
+        """Liveness: in-process facts only, never a dependency (see :mod:`cdb.probes`)."""
+        setting_up = self.state in ("starting", "connecting")
+        bound = self.settings.STARTUP_TIMEOUT_S if setting_up else self.settings.LIVENESS_TIMEOUT_S
+        vital = (self._http_thread, self._watch_thread)
+        threads = [t for t in vital if t is not None] + self.service.threads()
+        problems = liveness_problems(time.monotonic(), self.heartbeat, bound, threads)
+        return not problems, problems
+
     def healthy(self) -> tuple[bool, list[str]]:
+        """Readiness: the loop runs, Redis answers, no dependency the service needs is down."""
         problems: list[str] = []
         if self.state != "running":
             problems.append(f"state is {self.state}")
         stale_after = max(5.0, 3 * self.settings.HEALTH_INTERVAL_S)
         if time.monotonic() - self.heartbeat > stale_after:
             problems.append("main loop is not running")
+        problems.extend(self.live()[1])  # a wedged process is not ready either
         try:
             self._health_client.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.redis_ok = False
             problems.append(f"redis unreachable: {type(exc).__name__}")
+        problems.extend(f"{dep} unreachable: {why}" for dep, why in sorted(self.down.items()))
         problems.extend(self.service.health_problems())
         return not problems, problems
+
+    def down_now(self, problems: list[str] | None = None) -> dict[str, str]:
+        """Each dependency down right now → the reason (from the loop and the service)."""
+        down = dict(self.down)
+        if not self.redis_ok:
+            down.setdefault(BUS, "not answering")
+        for problem in self.service.health_problems() if problems is None else problems:
+            dependency = dependency_of(problem)
+            if dependency:
+                down.setdefault(dependency, problem[:200])
+        return down
+
+    def _watch_dependencies(self) -> None:
+        """Track outages (alerts) and report readiness; the watch thread's one step."""
+        ready, problems = self.healthy()
+        down = self.down_now(problems)
+        self.watch.observe(down)
+        if BUS not in down:
+            self.watch.report(ready, problems, sorted(down))
 
     def app(self) -> Flask:
         app = Flask(self.service.name)
         base = {"service": self.service.name, "version": __version__}
 
-        @app.get("/health")
-        def health():
-            ok, problems = self.healthy()
+        def answer(ok: bool, problems: list[str]):
             body = {"status": "ok" if ok else "unavailable", **base}
             if not ok:
                 body["problems"] = problems
             return jsonify(body), 200 if ok else 503
+
+        @app.get("/livez")
+        def livez():
+            return answer(*self.live())
+
+        @app.get("/readyz")
+        def readyz():
+            return answer(*self.healthy())
+
+        @app.get("/health")
+        def health():  # kept for those who scrape it: the readiness answer, as before
+            return answer(*self.healthy())
 
         @app.get("/status")
         def status():
@@ -289,6 +355,20 @@ class Runtime:
         self.service.routes(app)
         return app
 
+    def _watch_forever(self) -> None:
+        """Every ``HEALTH_INTERVAL_S`` until stopped; a failed step is logged, never fatal."""
+        while not self.stopping.wait(self.settings.HEALTH_INTERVAL_S):
+            try:
+                self._watch_dependencies()
+            except Exception:
+                log.exception("dependency watch step failed")
+
+    def start_watch(self) -> None:
+        self._watch_thread = threading.Thread(
+            target=self._watch_forever, name="dependency-watch", daemon=True
+        )
+        self._watch_thread.start()
+
     def start_http(self) -> None:
         port = self.settings.HTTP_PORT
         port = self.service.default_port if port is None else port
@@ -296,7 +376,8 @@ class Runtime:
             self.app(), host=self.settings.HTTP_HOST, port=port, threads=4, ident=None
         )
         self.http_port = self._server.effective_port
-        threading.Thread(target=self._server.run, name="http", daemon=True).start()
+        self._http_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._http_thread.start()
         log.info("http listening on %s:%s", self.settings.HTTP_HOST, self.http_port)
 
     # -- the loop --------------------------------------------------------------------------------
@@ -316,6 +397,7 @@ class Runtime:
         """Run until stopped; returns the process exit code (0 after a graceful stop)."""
         self._install_signal_handlers()
         self.start_http()
+        self.start_watch()
         # capped low: a retry is cheap, and recovery after an outage waits at most this long
         backoff = ExponentialWithJitterBackoff(cap=5.0, base=0.25)
         failures = 0
@@ -326,6 +408,7 @@ class Runtime:
         # ~10 % of a busy consumer's CPU (py-spy, docs/benchmarks.md).
         gc.freeze()
         while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
             try:
                 if not ready:
                     self.state = "connecting"
@@ -343,16 +426,22 @@ class Runtime:
                 failures = 0
                 self.redis_ok = True
                 self.last_error = None
+                self.down.clear()
             except TRANSIENT as exc:
                 failures += 1
                 if isinstance(exc, redis.RedisError):
                     self.redis_ok = False
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                dependency = transient_dependency(exc)
+                if dependency:
+                    self.down = {dependency: self.last_error}
+                self.heartbeat = time.monotonic()  # waiting on a dependency is not being stuck
                 self.state = "degraded" if ready else "connecting"
                 wait = backoff.compute(failures)
                 log.warning("transient failure (%s); retrying in %.1fs", self.last_error, wait)
                 self.bus.replay_pending()
                 self.stopping.wait(wait)
+                self.heartbeat = time.monotonic()
                 if ready:
                     self.state = "running"
         self._shutdown()
@@ -419,6 +508,15 @@ class Runtime:
             self.service.name,
             max(0.0, deadline - time.monotonic()),
         )
+
+
+def transient_dependency(exc: BaseException) -> str | None:
+    """The dependency a transient failure is about: ``redis``, ``postgres``, or named in it."""
+    if isinstance(exc, redis.RedisError):
+        return BUS
+    if isinstance(exc, psycopg2.Error):
+        return "postgres"
+    return dependency_of(str(exc))
 
 
 def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Redis:

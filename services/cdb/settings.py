@@ -55,6 +55,23 @@ class BaseServiceSettings(BaseSettings):
     )
     HEALTH_INTERVAL_S: float = Field(10.0, gt=0, description="Seconds between health events")
     SHUTDOWN_TIMEOUT_S: float = Field(10.0, gt=0, description="Bound on a graceful stop")
+    LIVENESS_TIMEOUT_S: float = Field(
+        60.0,
+        ge=5,
+        description="/livez fails when the running main loop has not ticked for this long "
+        "(above the longest wait on a dead dependency: 3 x 5 s Redis timeouts + 5 s back-off)",
+    )
+    STARTUP_TIMEOUT_S: float = Field(
+        300.0,
+        ge=5,
+        description="The same bound while connecting and setting up (a risk manager rebuilding "
+        "its state from a large database, a database still migrating or recovering)",
+    )
+    OUTAGE_ALERT_S: float = Field(
+        60.0,
+        gt=0,
+        description="A dependency down this long raises an alert (for Redis: when it is back)",
+    )
 
 
 class PostgresSettings(BaseSettings):

@@ -96,6 +96,10 @@ app.kubernetes.io/component: operator
 {{/* cdb-operator's arguments: kopf's health endpoint and the namespaces to watch. */}}
 {{- define "cdb.operatorArgs" -}}
 - --liveness=http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+{{- if eq (int .Values.operator.readinessPort) (int .Values.operator.healthPort) }}
+{{- fail "operator.readinessPort must differ from operator.healthPort" }}
+{{- end }}
+- --readiness=http://0.0.0.0:{{ .Values.operator.readinessPort }}/readyz
 {{- if gt (int .Values.operator.metricsPort) 0 }}
 {{- if eq (int .Values.operator.metricsPort) (int .Values.operator.healthPort) }}
 {{- fail "operator.metricsPort must differ from operator.healthPort" }}

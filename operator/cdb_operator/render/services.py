@@ -61,6 +61,43 @@ def _container(bot: Bot, name: str, args: list[str], env: list[dict[str, Any]]) 
     }
 
 
+def probes() -> dict[str, dict[str, Any]]:
+    """The three probes of a service container, each asking what it is for.
+
+    - startup: ``/livez`` every 5 s, up to 60 times: 5 minutes for a first connect and setup
+      (the risk manager rebuilding its state from a large database, a database still
+      migrating or recovering), matching the runtime's ``STARTUP_TIMEOUT_S`` (300 s); the
+      migration itself runs before, in the init container, which no probe times.
+    - liveness: ``/livez`` every 10 s, 3 failures: a process whose loop has not ticked for
+      ``LIVENESS_TIMEOUT_S`` (60 s) or lost a vital thread is restarted ~30 s later; never
+      for a dependency's outage.
+    - readiness: ``/readyz`` every 3 s, 2 failures: NotReady within ~6 s of an outage, Ready
+      again at the first success — with the runtime's 5 s back-off cap, within 10 s of the
+      dependency's return.
+    """
+    http = {"port": "http"}
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/livez", **http},
+            "timeoutSeconds": 3,
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", **http},
+            "timeoutSeconds": 3,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **http},
+            "timeoutSeconds": 3,
+            "periodSeconds": 3,
+            "failureThreshold": 2,
+        },
+    }
+
+
 def render_deployment(bot: Bot, service: str) -> Manifest:
     port = model.SERVICE_PORTS[service]
     spec = getattr(bot.spec.services, service)
@@ -71,10 +108,7 @@ def render_deployment(bot: Bot, service: str) -> Manifest:
         main["envFrom"] = [*main["envFrom"], {"secretRef": {"name": secret}}]
     main["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     main["resources"] = resources(spec.resources)
-    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 3}
-    main["startupProbe"] = {**probe, "periodSeconds": 2, "failureThreshold": 60}
-    main["livenessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 3}
-    main["readinessProbe"] = {**probe, "periodSeconds": 5, "failureThreshold": 2}
+    main.update(probes())
     pod: dict[str, Any] = {
         "securityContext": pod_security_context(APP_UID),
         "automountServiceAccountToken": False,

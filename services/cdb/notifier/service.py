@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,7 +28,7 @@ from cdb.events import Alert
 from cdb.notifier import policy
 from cdb.notifier.push import Pusher
 from cdb.notifier.settings import NotifierSettings
-from cdb.notifier.subscriptions import Subscription, SubscriptionStore
+from cdb.notifier.subscriptions import Subscription, SubscriptionStore, subscription_key
 from cdb.notifier.vapid import load_vapid, public_key_b64
 from cdb.runtime import Service, TransientError
 
@@ -67,7 +68,10 @@ class NotifierService(Service):
         self.loaded_at = 0.0
         self.refresh_wanted = True
         self.db_error: str | None = None
+        #: endpoints removed (gone, or deleted through the API) not yet deleted from the table;
+        #: never pushed to meanwhile. Guarded by ``lock``: the HTTP threads add to it.
         self.to_remove: set[str] = set()
+        self.lock = threading.Lock()
         self.warned = False
         self.counts = {"logged": 0, "sent": 0, "failed": 0, "removed": 0, "suppressed": 0}
         self.alerts_total = Counter(
@@ -117,11 +121,30 @@ class NotifierService(Service):
         for sub, outcome in zip(targets, outcomes, strict=True):
             host = urlsplit(sub.endpoint).hostname
             if outcome.status == "gone":
-                log.info("subscription at %s is gone (%s); removing it", host, outcome.detail)
+                log.info(
+                    "subscription %s at %s is gone (%s); removing it",
+                    sub.key,
+                    host,
+                    outcome.detail,
+                )
                 self._remove(sub.endpoint)
             elif outcome.status == "failed":
                 self.counts["failed"] += 1
-                log.warning("push to %s failed: %s", host, outcome.detail)
+                log.warning(
+                    "push of alert %s %s (entry %s) to subscription %s at %s failed: %s",
+                    alert.level,
+                    alert.code,
+                    delivery.entry_id,
+                    sub.key,
+                    host,
+                    outcome.detail,
+                    extra={
+                        "alert_code": alert.code,
+                        "alert_entry_id": delivery.entry_id,
+                        "subscription": sub.key,
+                        "push_host": host,
+                    },
+                )
             else:
                 self.counts["sent"] += 1
             self.pushes_total.labels(outcome.status).inc()
@@ -167,28 +190,38 @@ class NotifierService(Service):
             log.warning("cannot read subscriptions: %s", self.db_error)
             return
         self.db_error = None
-        self.subscriptions = [s for s in subs if s.endpoint not in self.to_remove]
+        with self.lock:
+            self.subscriptions = [s for s in subs if s.endpoint not in self.to_remove]
         self.loaded_at = time.monotonic()
 
     def _targets(self) -> list[Subscription]:
         self._refresh()
         if self.subscriptions is None:
             raise TransientError(f"subscriptions not loaded yet: {self.db_error}")
-        return list(self.subscriptions)
+        with self.lock:  # a removal made while the push was being prepared still counts
+            return [s for s in self.subscriptions if s.endpoint not in self.to_remove]
+
+    def _forget(self, endpoint: str) -> None:
+        """Stop pushing to ``endpoint`` now, whatever the database says or can be asked."""
+        with self.lock:
+            self.to_remove.add(endpoint)
+            if self.subscriptions is not None:
+                self.subscriptions = [s for s in self.subscriptions if s.endpoint != endpoint]
 
     def _remove(self, endpoint: str) -> None:
-        self.to_remove.add(endpoint)
-        if self.subscriptions is not None:
-            self.subscriptions = [s for s in self.subscriptions if s.endpoint != endpoint]
+        self._forget(endpoint)
         self._flush_removals()
 
     def _flush_removals(self) -> None:
-        for endpoint in sorted(self.to_remove):
+        with self.lock:
+            pending = sorted(self.to_remove)
+        for endpoint in pending:
             try:
                 self.store.remove(endpoint)
             except UNAVAILABLE:
                 return  # retried from tick()
-            self.to_remove.discard(endpoint)
+            with self.lock:
+                self.to_remove.discard(endpoint)
             self.counts["removed"] += 1
 
     # -- logging ---------------------------------------------------------------------------------
@@ -262,10 +295,20 @@ class NotifierService(Service):
             endpoint = (request.get_json(silent=True) or {}).get("endpoint")
             if not isinstance(endpoint, str) or not endpoint:
                 return jsonify({"error": "endpoint: required"}), 400
+            # Honoured at once: never pushed to again, even while PostgreSQL is down and the
+            # cached list cannot be reloaded; the row is deleted now or when it is back.
+            self._forget(endpoint)
             try:
                 removed = self.store.remove(endpoint)
             except UNAVAILABLE:
-                return jsonify({"error": "database unavailable, try again"}), 503
+                log.info(
+                    "subscription %s unsubscribed while the database is unavailable: "
+                    "no longer pushed to, deleted when it is back",
+                    subscription_key(endpoint),
+                )
+                return jsonify({"status": "accepted: deleted once the database is back"}), 202
+            # kept in to_remove until tick() deletes it again (a no-op): a reload that read the
+            # table just before this delete must not bring it back
             self.refresh_wanted = True
             return ("", 204) if removed else (jsonify({"error": "no such subscription"}), 404)
 

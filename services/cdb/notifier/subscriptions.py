@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -76,9 +77,23 @@ class Subscription(BaseModel):
             return value
         raise ValueError("must be an https:// URL")
 
+    @property
+    def key(self) -> str:
+        """A short name for logs: the first 12 hex digits of the endpoint's SHA-256.
+
+        The endpoint itself is a capability URL (whoever knows it can push), so logs name the
+        subscription by this and the push service's host, never by the full endpoint.
+        """
+        return subscription_key(self.endpoint)
+
     def info(self) -> dict:
         """The ``subscription_info`` pywebpush expects."""
         return {"endpoint": self.endpoint, "keys": self.keys.model_dump()}
+
+
+def subscription_key(endpoint: str) -> str:
+    """See :attr:`Subscription.key`."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:12]
 
 
 class SubscriptionStore:
