@@ -229,12 +229,21 @@ class RiskService(Guard):
                 fill.price,
                 self.book.cash,
             )
-        if was_exit and result.status in FAILED:
+        partial = result.status == "PARTIALLY_FILLED" and result.symbol in self.book.positions
+        if was_exit and (result.status in FAILED or partial):
+            # a closing order that left part of the position open failed as much as one
+            # that filled nothing: the rest is still exposed (docs/services/risk.md)
             wait = self.settings.RISK_EXIT_RETRY_S
             self.exit_retry_at[result.symbol] = now + wait
+            left = self.book.positions[result.symbol].quantity if partial else None
+            why = (
+                f"filled {result.filled_quantity:g} only, {left:g} still held"
+                if partial
+                else result.error or "no reason given"
+            )
             text = (
                 f"closing order {result.client_id} for {result.symbol} {result.status}: "
-                f"{result.error or 'no reason given'} – retrying in {wait} s with a new id"
+                f"{why} – retrying in {wait} s with a new id"
             )
             self.decide(
                 RiskEvent(

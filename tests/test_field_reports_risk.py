@@ -1,0 +1,67 @@
+"""Field reports against the risk manager (docs/reliability.md, "Field reports").
+
+Faults users of other bots hit, replayed against ``cdb run risk`` as a real process on
+real Redis and PostgreSQL; the test plays the feed and execution (see test_risk_service).
+"""
+
+from __future__ import annotations
+
+import psycopg2
+from helpers import wait_until
+from test_risk_service import events, price, signal, wait_decision, wait_orders, world, xadd
+
+from cdb.events import Order, OrderResult
+
+__all__ = ["world"]  # the fixture, imported for the tests below
+
+
+def partial_fill(ledger, order: Order, quantity: float, px: float) -> None:
+    """Execution's record of a closing order that filled only ``quantity``: row, book, result."""
+    with psycopg2.connect(ledger.dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO orders (client_id, ts, symbol, side, quantity, price, status,"
+            " filled_quantity, avg_price) VALUES (%s,%s,%s,%s,%s,%s,'PARTIALLY_FILLED',%s,%s)",
+            (order.client_id, order.timestamp, order.symbol, order.side, order.quantity,
+             order.price, quantity, px),
+        )  # fmt: skip
+        cur.execute(
+            "UPDATE positions SET quantity = quantity - %s WHERE symbol = %s",
+            (quantity, order.symbol),
+        )
+        cur.execute("UPDATE balances SET free = free + %s WHERE asset = 'USDT'", (quantity * px,))
+    xadd(
+        ledger.client,
+        OrderResult(
+            client_id=order.client_id,
+            symbol=order.symbol,
+            side="SELL",
+            status="PARTIALLY_FILLED",
+            filled_quantity=quantity,
+            avg_price=px,
+        ),
+    )
+
+
+def test_partially_filled_closing_order_raises_exit_failed(world, redis_client):
+    """Input: a stop-loss SELL fills 40 %. Before: a second WARNING only. Now: CRITICAL."""
+    start, ledger = world
+    r = redis_client
+    proc = start(RISK_EXIT_RETRY_S="1")
+    price(r, "BTC_USDT", 100.0)
+    signal(r, "p1", "BTC_USDT", 0.5, 100.0)
+    (entry,) = wait_orders(r, 1)
+    ledger.fill(entry, 100.0)
+    wait_until(lambda: proc.status()["positions"], message="position")
+    price(r, "BTC_USDT", 97.0)
+    first_exit = wait_orders(r, 2)[1]
+    partial_fill(ledger, first_exit, first_exit.quantity * 0.4, 97.0)
+    decision, _, severity, text, _ = wait_decision(ledger, f"exit_failed:{first_exit.client_id}")
+    assert (decision, severity) == ("exit_failed", "CRITICAL")
+    assert "still held" in text
+    alert = wait_until(
+        lambda: [a for a in events(r, "alerts") if a.code == "EXIT_FAILED"], message="alert"
+    )[0]
+    assert alert.level == "CRITICAL"
+    second_exit = wait_orders(r, 3)[2]  # the rest, under the next id
+    assert second_exit.client_id != first_exit.client_id
+    assert abs(second_exit.quantity - first_exit.quantity * 0.6) < 1e-9
