@@ -28,6 +28,7 @@ from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
 from cdb.execution.reconcile import reconcile
 from cdb.execution.settings import ExecutionSettings
+from cdb.risk.breaker import Breaker, utc_day
 from cdb.runtime import TRANSIENT, Service, TransientError
 from cdb.settings import SettingsError
 
@@ -67,6 +68,9 @@ class ExecutionService(Service):
             retries=settings.EXCHANGE_RETRIES,
             backoff_max_s=settings.EXCHANGE_BACKOFF_MAX_S,
             max_age_s=settings.ORDER_MAX_AGE_S,
+            lookups=settings.ORDER_LOOKUPS,
+            lookup_backoff_s=settings.ORDER_LOOKUP_BACKOFF_S,
+            halt=self._halt,
             fence=self._fence,
             pause=self._pause,
             alert=self._alert,
@@ -106,6 +110,23 @@ class ExecutionService(Service):
         if not self.lock.refresh():
             self._standby("lost the single-writer lock")
             raise TransientError("lost the single-writer lock; another copy may be executing")
+
+    def _halt(self, side: str) -> str | None:
+        """Why an order of ``side`` must not be sent now, from the risk manager's durable state.
+
+        The kill switch stops every order, the breaker (manual or daily loss) every entry;
+        read from PostgreSQL before every send and resend, so a control engaged while this
+        service was down or behind on its streams is obeyed all the same.
+        """
+        value = self.ledger.risk_breaker()
+        if not value:
+            return None
+        breaker = Breaker.from_json(value)
+        if breaker.kill_switch:
+            return f"kill switch engaged ({breaker.reason}): no orders of any kind"
+        if side == "BUY" and breaker.engaged(utc_day(time.time())):
+            return f"breaker engaged ({breaker.reason}): no new entries"
+        return None
 
     def _pause(self, point: str, client_id: str) -> None:
         if point == self.settings.EXECUTION_TEST_PAUSE_AT:
@@ -188,7 +209,8 @@ class ExecutionService(Service):
             return 1.0
         if time.monotonic() - self._last_recheck > self.settings.UNKNOWN_RECHECK_S:
             self._last_recheck = time.monotonic()
-            self.executor.refresh_unknown()
+            for result in self.executor.refresh_unknown(look_up=True):
+                self._publish(result)
             cash = self.ledger.cash()
             if cash is not None:
                 self.cash_gauge.set(cash)
@@ -261,6 +283,9 @@ class ExecutionService(Service):
             "lock_holder": self.lock.token if self.lock.held else None,
             "fail_closed": problems.fail_closed,
             "unknown_orders": sorted(problems.unknown),
+            "refused_by_breaker": problems.refused,
+            "last_refused": problems.last_refused,
+            "exchange_findings": problems.findings,
             "prices_known": len(self.prices),
             "last_result": self.last_result,
         }
