@@ -53,7 +53,26 @@ from cdb.exchange.errors import (
 )
 from cdb.exchange.trading import ExecutionReport, OrderRequest, Venue
 from cdb.execution.ledger import NEW, SENT, UNKNOWN, Ledger, StoredOrder
+from cdb.risk.breaker import Breaker, utc_day
 from cdb.runtime import TransientError
+
+
+def halt_reason(breaker: dict | None, side: str, now: float) -> str | None:
+    """Why an order of ``side`` must not be sent, given the risk manager's persisted breaker.
+
+    ``breaker`` is the ``service_state`` value (risk/breaker, ``Breaker.to_json``), read
+    from PostgreSQL before every send and resend, so a control engaged while execution
+    was down or behind on its streams is obeyed all the same. The kill switch stops every
+    order, the breaker (manual, or the daily loss limit of the current UTC day) every entry.
+    """
+    if not breaker:
+        return None
+    state = Breaker.from_json(breaker)
+    if state.kill_switch:
+        return f"kill switch engaged ({state.reason}): no orders of any kind"
+    if side == "BUY" and state.engaged(utc_day(now)):
+        return f"breaker engaged ({state.reason}): no new entries"
+    return None
 
 
 class OrderInDoubt(Exception):

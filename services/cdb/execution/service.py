@@ -23,12 +23,11 @@ from cdb.events import Alert, MarketData, Order
 from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
-from cdb.execution.executor import Executor
+from cdb.execution.executor import Executor, halt_reason
 from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
 from cdb.execution.reconcile import reconcile
 from cdb.execution.settings import ExecutionSettings
-from cdb.risk.breaker import Breaker, utc_day
 from cdb.runtime import TRANSIENT, Service, TransientError
 from cdb.settings import SettingsError
 
@@ -112,21 +111,7 @@ class ExecutionService(Service):
             raise TransientError("lost the single-writer lock; another copy may be executing")
 
     def _halt(self, side: str) -> str | None:
-        """Why an order of ``side`` must not be sent now, from the risk manager's durable state.
-
-        The kill switch stops every order, the breaker (manual or daily loss) every entry;
-        read from PostgreSQL before every send and resend, so a control engaged while this
-        service was down or behind on its streams is obeyed all the same.
-        """
-        value = self.ledger.risk_breaker()
-        if not value:
-            return None
-        breaker = Breaker.from_json(value)
-        if breaker.kill_switch:
-            return f"kill switch engaged ({breaker.reason}): no orders of any kind"
-        if side == "BUY" and breaker.engaged(utc_day(time.time())):
-            return f"breaker engaged ({breaker.reason}): no new entries"
-        return None
+        return halt_reason(self.ledger.risk_breaker(), side, time.time())
 
     def _pause(self, point: str, client_id: str) -> None:
         if point == self.settings.EXECUTION_TEST_PAUSE_AT:
