@@ -12,13 +12,23 @@ from __future__ import annotations
 
 from helpers import ServiceProcess, wait_until
 from test_execution_helpers import migrated, results, sql
-from test_execution_live import FILLED, LOOKUPS, NOT_FOUND, TIMEOUT, RecordedMexc, _env
-from test_execution_live import ledger as ledger  # the fixture
-from test_execution_live import live_order, make_executor
+from test_execution_live import (
+    FILLED,
+    LOOKUPS,
+    NOT_FOUND,
+    TIMEOUT,
+    RecordedMexc,
+    _env,
+    ledger,
+    live_order,
+    make_executor,
+)
 from test_risk_service import breaker, events, price, signal, wait_orders, xadd
 
 from cdb.events import Control
 from cdb.execution.executor import halt_reason
+
+__all__ = ["ledger"]  # the fixture, imported for the tests below
 
 
 def test_kill_switch_engaged_while_execution_was_down_stops_the_approved_entry(
@@ -42,7 +52,9 @@ def test_kill_switch_engaged_while_execution_was_down_stops_the_approved_entry(
         assert result.status == "REJECTED"
         assert "kill switch engaged" in result.error
         assert sql(pg_env, "SELECT count(*) FROM trades")[0][0] == 0
-        row = sql(pg_env, "SELECT status, error FROM orders WHERE client_id = %s", (entry.client_id,))
+        row = sql(
+            pg_env, "SELECT status, error FROM orders WHERE client_id = %s", (entry.client_id,)
+        )
         assert row[0][0] == "REJECTED" and "field report" in row[0][1]
         status = execution.status()
         assert status["refused_by_breaker"] == 1
