@@ -6,13 +6,23 @@ real Redis and PostgreSQL; the test plays the feed and execution (see test_risk_
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
+
 import psycopg2
 from helpers import wait_until
 from test_risk_service import events, price, signal, wait_decision, wait_orders, world, xadd
 
+from cdb.bus import HELD_KEY
 from cdb.events import Order, OrderResult
 
 __all__ = ["world"]  # the fixture, imported for the tests below
+
+
+def http_text(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.read().decode()
 
 
 def partial_fill(ledger, order: Order, quantity: float, px: float) -> None:
@@ -65,3 +75,36 @@ def test_partially_filled_closing_order_raises_exit_failed(world, redis_client):
     second_exit = wait_orders(r, 3)[2]  # the rest, under the next id
     assert second_exit.client_id != first_exit.client_id
     assert abs(second_exit.quantity - first_exit.quantity * 0.6) < 1e-9
+
+
+def test_a_held_symbol_without_prices_is_reported_warning_then_critical(world, redis_client):
+    """Input 4: hold SOL_USDT, then only BTC_USDT prices for 12 s with
+    RISK_MARKET_DATA_MAX_AGE_S=5. Before: no alert, /health 200, nothing on /status. Now:
+    WARNING then CRITICAL POSITION_BLIND, /status and /health say so, a metric counts it,
+    and the feed is told the symbol is held."""
+    start, ledger = world
+    r = redis_client
+    proc = start(RISK_MARKET_DATA_MAX_AGE_S="5")
+    price(r, "SOL_USDT", 10.0)
+    signal(r, "b1", "SOL_USDT", 0.5, 10.0)
+    (entry,) = wait_orders(r, 1)
+    ledger.fill(entry, 10.0)
+    wait_until(lambda: proc.status()["positions"], message="position")
+    wait_until(lambda: json.loads(r.get(HELD_KEY) or "[]") == ["SOL_USDT"], message="mirror")
+    assert proc.health()[1]["status"] == "ok"
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        price(r, "BTC_USDT", 100.0)
+        time.sleep(0.5)
+    blind = [a for a in events(r, "alerts") if a.code == "POSITION_BLIND"]
+    assert [a.level for a in blind] == ["WARNING", "CRITICAL"]
+    assert "SOL_USDT" in blind[0].message and "stop loss cannot fire" in blind[0].message
+    assert proc.status()["blind_positions"]["SOL_USDT"]["level"] == "CRITICAL"
+    code, body = proc.health()
+    assert code == 200 and body["status"] == "degraded"  # a restart would not cure it
+    assert any("SOL_USDT" in w for w in body["warnings"])
+    metrics = http_text(proc.port, "/metrics")
+    assert "cdb_risk_blind_positions 1.0" in metrics
+    price(r, "SOL_USDT", 10.0)  # prices again: an INFO row, the warning is gone
+    wait_until(lambda: not proc.status()["blind_positions"], message="seen again")
+    assert proc.health()[1]["status"] == "ok"

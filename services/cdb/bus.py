@@ -64,6 +64,11 @@ TYPES_OF_STREAM: dict[str, frozenset[str]] = {
 
 #: Redis key holding the risk manager's current breaker state (a hash), read by the operator.
 BREAKER_KEY = "cdb:risk:breaker"
+#: Redis key holding the symbols the risk manager's book holds (a JSON list), read by the
+#: feed so a held symbol is always priced. Rewritten from the book (rebuilt from
+#: PostgreSQL at every start) on every change and every 10 s, so a flushed Redis has it
+#: back within seconds.
+HELD_KEY = "cdb:risk:held"
 
 
 class Delivery(NamedTuple):

@@ -170,6 +170,11 @@ class Service:
         """Reasons the service is not healthy besides Redis and the loop (e.g. a database)."""
         return []
 
+    def health_warnings(self) -> list[str]:
+        """Things a person must know that a restart would not cure: shown on ``/health``
+        (``status: degraded``, ``warnings``) with HTTP 200, so liveness probes stay green."""
+        return []
+
     def routes(self, app: Flask) -> None:
         """Add service-specific HTTP routes."""
 
@@ -262,6 +267,11 @@ class Runtime:
             body = {"status": "ok" if ok else "unavailable", **base}
             if not ok:
                 body["problems"] = problems
+            warnings = self.service.health_warnings()
+            if warnings:
+                body["warnings"] = warnings
+                if ok:
+                    body["status"] = "degraded"
             return jsonify(body), 200 if ok else 503
 
         @app.get("/status")
