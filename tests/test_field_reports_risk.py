@@ -7,6 +7,9 @@ real Redis and PostgreSQL; the test plays the feed and execution (see test_risk_
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -108,3 +111,34 @@ def test_a_held_symbol_without_prices_is_reported_warning_then_critical(world, r
     price(r, "SOL_USDT", 10.0)  # prices again: an INFO row, the warning is gone
     wait_until(lambda: not proc.status()["blind_positions"], message="seen again")
     assert proc.health()[1]["status"] == "ok"
+
+
+def test_restop_moves_the_stops_of_open_positions(world, redis_client, pg_env):
+    """Input 7: STOP_LOSS_PCT changed from 2 to 5 with a position open. Its stop stays
+    where it was (documented); ``python -m cdb.risk.restop --apply`` moves it, and the
+    risk manager uses the new stop from its next start."""
+    start, ledger = world
+    ledger.query(
+        "INSERT INTO positions (symbol, quantity, avg_price, stop_loss, opened_ts, updated_ts)"
+        " VALUES ('BTC_USDT', 1, 100, 98, 1, 1) RETURNING symbol"
+    )
+    env = {**pg_env, "STOP_LOSS_PCT": "5", "PATH": os.environ["PATH"]}
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    dry = subprocess.run(
+        [sys.executable, "-m", "cdb.risk.restop"], env=env, capture_output=True, text=True
+    )
+    assert dry.returncode == 0 and "stop 98.0 -> 95" in dry.stdout and "dry run" in dry.stdout
+    assert ledger.query("SELECT stop_loss FROM positions") == [(98.0,)]
+    done = subprocess.run(
+        [sys.executable, "-m", "cdb.risk.restop", "--apply"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ledger.query("SELECT stop_loss FROM positions") == [(95.0,)]
+    assert ledger.query("SELECT decision FROM risk_events WHERE rule = 'stop_loss'") == [
+        ("restop",)
+    ]
+    proc = start(STOP_LOSS_PCT="5")
+    assert proc.status()["positions"]["BTC_USDT"]["stop_loss"] == 95.0
