@@ -105,6 +105,8 @@ ACCOUNT = {
     "permissions": ["SPOT"],
 }
 TIMEOUT = requests.exceptions.ReadTimeout("read timed out")
+#: Lookups of an order in doubt before it counts as absent (ORDER_LOOKUPS in the tests).
+LOOKUPS = 3
 ROUTES = {  # (method, path) → endpoint name used by the scripts below
     ("GET", "/api/v3/exchangeInfo"): "markets",
     ("GET", "/api/v1/contract/detail"): "contracts",
@@ -113,6 +115,7 @@ ROUTES = {  # (method, path) → endpoint name used by the scripts below
     ("POST", "/api/v3/order/test"): "test",
     ("GET", "/api/v3/order"): "query",
     ("GET", "/api/v3/account"): "account",
+    ("GET", "/api/v3/openOrders"): "open_orders",
 }
 
 
@@ -125,6 +128,7 @@ class RecordedMexc:
             "contracts": [{"success": True, "code": 0, "data": []}],
             "currencies": [[]],
             "account": [ACCOUNT],
+            "open_orders": [[]],
             **scripts,
         }
         self.calls: dict[str, list[dict[str, list[str]]]] = defaultdict(list)
@@ -138,6 +142,8 @@ class RecordedMexc:
         self.calls[name].append(parse_qs(parsed.query))
         script = self.scripts[name]
         answer = script.pop(0) if len(script) > 1 else script[0]
+        if callable(answer):  # answers that depend on the request, e.g. by client order id
+            answer = answer(parse_qs(parsed.query))
         if isinstance(answer, Exception):
             raise answer
         status, body = answer if isinstance(answer, tuple) else (200, answer)
@@ -170,6 +176,8 @@ def make_executor(ledger: Ledger, venue: CcxtVenue, alerts: list | None = None) 
         venue,
         retries=3,
         backoff_max_s=0.01,
+        lookups=LOOKUPS,
+        lookup_backoff_s=0.001,
         alert=lambda *a: alerts.append(a) if alerts is not None else None,
     )
 
@@ -206,11 +214,12 @@ def test_timeout_then_found_is_never_resent(ledger):
     assert cash == pytest.approx(1000 - 800 - 0.4)
 
 
-def test_timeout_then_not_found_is_resent_once(ledger):
-    mexc = RecordedMexc(create=[TIMEOUT, CREATED], query=[NOT_FOUND, FILLED])
+def test_timeout_then_proven_absent_is_resent_once(ledger):
+    mexc = RecordedMexc(create=[TIMEOUT, CREATED], query=[NOT_FOUND] * LOOKUPS + [FILLED])
     result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
     assert result.status == "FILLED"
     assert len(mexc.calls["create"]) == 2
+    assert len(mexc.calls["query"]) == LOOKUPS + 1
     assert [c["newClientOrderId"] for c in mexc.calls["create"]] == [["cid-1"], ["cid-1"]]
     assert sql(_env(ledger), "SELECT count(*) FROM trades")[0][0] == 1
 
@@ -218,11 +227,11 @@ def test_timeout_then_not_found_is_resent_once(ledger):
 def test_rate_limit_backs_off_and_looks_up_before_resending(ledger):
     mexc = RecordedMexc(
         create=[(429, {"code": 429, "msg": "Too Many Requests"}), CREATED],
-        query=[NOT_FOUND, FILLED],
+        query=[NOT_FOUND] * LOOKUPS + [FILLED],
     )
     result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
     assert result.status == "FILLED"
-    assert len(mexc.calls["create"]) == 2 and len(mexc.calls["query"]) == 2
+    assert len(mexc.calls["create"]) == 2 and len(mexc.calls["query"]) == LOOKUPS + 1
 
 
 def test_exchange_down_leaves_the_order_sent_and_the_redelivery_looks_it_up(ledger):
@@ -269,7 +278,13 @@ def test_reconcile_marks_an_unreported_order_unknown_and_fails_closed(ledger, pg
             " VALUES (%s, 1, 'BTC_USDT', 'BUY', 0.0123, 65000, 'SENT', 'live')",
             (client_id,),
         )
-    mexc = RecordedMexc(query=[NOT_FOUND, {**FILLED, "clientOrderId": "cid-done"}])
+
+    def by_id(params):
+        if params["origClientOrderId"] == ["cid-done"]:
+            return {**FILLED, "clientOrderId": "cid-done"}
+        return NOT_FOUND
+
+    mexc = RecordedMexc(query=[by_id])
     raised: list = []
     executor = make_executor(ledger, mexc.venue(), raised)
     republished = reconcile(executor)

@@ -10,6 +10,11 @@ Every entry has one field, ``data``, holding an event's JSON (``cdb.events``).
 An entry that does not parse or validate is copied to ``dead_letter`` with the
 reason, the source stream and the consumer, then acknowledged: it is never lost
 and never blocks the entries behind it.
+
+Redis may come back without the streams or the consumer groups (a restart without
+persistence, ``FLUSHALL``, a failover to an empty replica). A read that finds its
+group gone (``NOGROUP``) recreates every group of the consumer, raises a CRITICAL
+``BUS_RESET`` alert and goes on reading: the consumer never exits over it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import NamedTuple
 import redis
 from pydantic import ValidationError
 
-from cdb.events import Event, dump_event, parse_event
+from cdb.events import Alert, Event, dump_event, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,11 @@ TYPES_OF_STREAM: dict[str, frozenset[str]] = {
 
 #: Redis key holding the risk manager's current breaker state (a hash), read by the operator.
 BREAKER_KEY = "cdb:risk:breaker"
+#: Redis key holding the symbols the risk manager's book holds (a JSON list), read by the
+#: feed so a held symbol is always priced. Rewritten from the book (rebuilt from
+#: PostgreSQL at every start) on every change and every 10 s, so a flushed Redis has it
+#: back within seconds.
+HELD_KEY = "cdb:risk:held"
 
 
 class Delivery(NamedTuple):
@@ -80,6 +90,7 @@ class BusStats:
     consumed: dict[str, int] = field(default_factory=dict)
     produced: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    resets: int = 0  # consumer groups found lost and recreated
 
     def add(self, counter: dict[str, int], stream: str, n: int = 1) -> None:
         counter[stream] = counter.get(stream, 0) + n
@@ -88,6 +99,12 @@ class BusStats:
 def default_consumer_name(service: str) -> str:
     """A consumer name stable across restarts of the same process slot (pod name or host)."""
     return os.environ.get("CDB_CONSUMER_NAME") or f"{service}-{socket.gethostname()}"
+
+
+def _lost_group(exc: redis.ResponseError) -> bool:
+    """Redis's answers when a group or its stream is gone (NOGROUP; UNBLOCKED on deletion)."""
+    text = str(exc)
+    return "NOGROUP" in text or "no longer exists" in text
 
 
 class Bus:
@@ -152,13 +169,45 @@ class Bus:
         what a first deployment wants (nothing published before the service existed is lost).
         """
         self._streams = list(streams)
+        self._create_groups(start_id)
+        self._replay_pending = True
+
+    def _create_groups(self, start_id: str) -> None:
         for stream in self._streams:
             try:
                 self.client.xgroup_create(stream, self.group, id=start_id, mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    def _recover_lost_groups(self, exc: redis.ResponseError) -> None:
+        """Redis lost the streams or groups: recreate them, say so loudly, and go on.
+
+        The new groups start at ``0``: whatever was published since Redis came back is
+        read. What was lost with Redis cannot be read again; PostgreSQL still has every
+        decision and order, and each service rebuilds its state from there.
+        """
+        log.critical("consumer group %s lost (%s): recreating it", self.group, exc)
+        self._create_groups("0")
         self._replay_pending = True
+        self.stats.resets += 1
+        message = (
+            f"Redis lost the streams or consumer groups of {self.group} ({exc}); groups "
+            "recreated, reading on. Entries not yet read before the loss are gone from the "
+            "bus: check that Redis keeps its data (persistence) and compare the book."
+        )
+        try:
+            self.publish(
+                Alert(
+                    level="CRITICAL",
+                    code="BUS_RESET",
+                    message=message[:500],
+                    context={"group": self.group, "consumer": self.consumer[:200]},
+                    source=self.group[:64],
+                )
+            )
+        except redis.RedisError:
+            log.exception("could not publish the BUS_RESET alert")
 
     def replay_pending(self) -> None:
         """Re-read this consumer's unacknowledged entries next (after a restart or a failure)."""
@@ -171,6 +220,15 @@ class Bus:
         """
         if not self._streams:
             raise RuntimeError("subscribe() before read()")
+        try:
+            return self._read(count, block_ms)
+        except redis.ResponseError as exc:
+            if not _lost_group(exc):
+                raise
+            self._recover_lost_groups(exc)
+            return []
+
+    def _read(self, count: int, block_ms: int) -> list[Delivery]:
         if self._replay_pending:
             raw = self.client.xreadgroup(
                 self.group, self.consumer, {s: "0" for s in self._streams}, count=count

@@ -18,14 +18,43 @@ import math
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+_[A-Z0-9]+$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 
+#: Largest amount (price, quantity, volume, fee) any event may carry: far above any real
+#: one, far below where float arithmetic on it could overflow into ``inf``.
+MAX_AMOUNT = 1e15
+#: Percent moves outside this range are impossible (a price cannot fall more than 100 %)
+#: or implausible (a 1000-fold rise within a lookback window).
+PCT_RANGE = (-100.0, 100_000.0)
+#: How far an event's time may lead the reading service's clock, seconds: clocks of
+#: NTP-synced hosts differ by far less; milliseconds or a wrong clock lead by years.
+MAX_FUTURE_S = 60
+#: The last second an event time can name (2100-01-01): anything later is not Unix seconds.
+MAX_TIMESTAMP = 4_102_444_800
+
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=32, examples=["BTC_USDT"])]
-Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Price = Annotated[float, Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+Pct = Annotated[
+    float,
+    Field(
+        ge=PCT_RANGE[0],
+        le=PCT_RANGE[1],
+        allow_inf_nan=False,
+        description="Percent move over the lookback window (4.5 = +4.5 %)",
+    ),
+]
 Interval = Literal["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
 Side = Literal["BUY", "SELL"]
 #: Free text: no NUL character, which no reader needs and PostgreSQL cannot store.
@@ -42,6 +71,39 @@ ClientId = Annotated[
     str, Field(pattern=CLIENT_ID_PATTERN, description="Idempotency key, <= 32 chars (MEXC limit)")
 ]
 Timestamp = Annotated[int, Field(ge=0, description="Unix seconds (UTC)")]
+
+#: Validation context of events read from a stream: enables the checks against the clock.
+READING: dict[str, bool] = {"reading": True}
+
+
+def _not_ahead_of_now(value: int, info: ValidationInfo) -> int:
+    """Read from a stream, an event time may lead this host's clock by ``MAX_FUTURE_S`` at most.
+
+    Checked only when reading (``READING`` context), where an impossible time would
+    otherwise poison a guard for the rest of the process's life (a far-future price time
+    never goes stale; a far-future bucket freezes the abnormal-move window).
+    """
+    if info.context and info.context.get("reading"):
+        lead = value - time.time()
+        if lead > MAX_FUTURE_S:
+            raise ValueError(
+                f"timestamp {value} is {lead:.0f} s ahead of this reader's clock (limit "
+                f"{MAX_FUTURE_S} s): not Unix seconds, or the sender's clock is wrong"
+            )
+    return value
+
+
+#: The time of an event that feeds a safety rule: Unix seconds, not ahead of now.
+SafeTimestamp = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_TIMESTAMP,
+        description=f"Unix seconds (UTC); read from a stream, at most {MAX_FUTURE_S} s ahead "
+        "of the reader's clock (milliseconds and far-future times are dead-lettered)",
+    ),
+    AfterValidator(_not_ahead_of_now),
+]
 
 
 def now() -> int:
@@ -93,12 +155,11 @@ class MarketData(Event):
     """A price observation for one symbol, with the move over the lookback window."""
 
     type: Literal["market_data"] = "market_data"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     symbol: Symbol
     price: Price
     volume: NonNegative = Field(description="Quote-currency volume over the lookback window")
-    pct_change: float = Field(
-        allow_inf_nan=False, description="Percent move over the lookback window (4.5 = +4.5 %)"
-    )
+    pct_change: Pct
     interval: Interval = "1m"
     source: Literal["live", "replay", "synthetic", "test"] = "live"
 
@@ -107,6 +168,7 @@ class MarketStatus(Event):
     """The feed's view of the exchange: the risk manager pauses trading when it is not ``ok``."""
 
     type: Literal["market_status"] = "market_status"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     exchange: text(32) = "mexc"
     status: Literal["ok", "unreachable", "stale"]
     reason: Reason = ""
@@ -116,12 +178,13 @@ class Signal(Event):
     """A strategy's opinion that a symbol should be bought or sold."""
 
     type: Literal["signal"] = "signal"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     signal_id: text(64, min_length=1)
     symbol: Symbol
     side: Side
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     price: Price
-    pct_change: float = Field(allow_inf_nan=False)
+    pct_change: Pct
     volume: NonNegative = 0.0
     reason: Reason
     strategy: text(64) = "momentum"
@@ -131,6 +194,7 @@ class Order(Event):
     """A command to execution: buy or sell ``quantity`` of ``symbol``, at most once per ``client_id``."""
 
     type: Literal["order"] = "order"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     client_id: ClientId
     symbol: Symbol
     side: Side
@@ -146,6 +210,7 @@ class OrderResult(Event):
     """What happened to an order at the exchange (or in the paper book)."""
 
     type: Literal["order_result"] = "order_result"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     client_id: ClientId
     symbol: Symbol
     side: Side
@@ -192,6 +257,7 @@ class Control(Event):
     """A command to the risk manager: engage or release the breaker, or stop everything."""
 
     type: Literal["control"] = "control"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     action: Literal["engage_breaker", "release_breaker", "kill_switch"]
     reason: Reason = ""
     source: Literal["operator", "dashboard", "cli", "risk"]
@@ -204,6 +270,7 @@ class BreakerState(Event):
     """The risk manager's confirmation of its breaker state, published after every change."""
 
     type: Literal["breaker_state"] = "breaker_state"
+    timestamp: SafeTimestamp = Field(default_factory=now)
     engaged: bool
     manual: bool = False
     drawdown: bool = False
@@ -244,8 +311,12 @@ _ANY = TypeAdapter(AnyEvent)
 
 
 def parse_event(raw: str | bytes) -> Event:
-    """Parse and validate one event from JSON; raises ``pydantic.ValidationError``."""
-    return _ANY.validate_json(raw)
+    """Parse and validate one event read from a stream; raises ``pydantic.ValidationError``.
+
+    Includes the checks against this host's clock (``READING``): an event time far ahead
+    of now is refused like any other impossible value.
+    """
+    return _ANY.validate_json(raw, context=READING)
 
 
 def dump_event(event: Event) -> bytes:

@@ -184,6 +184,11 @@ class Service:
         """Threads that must stay alive: liveness fails when one of them has died."""
         return []
 
+    def health_warnings(self) -> list[str]:
+        """Things a person must know that a restart would not cure: shown on ``/health``
+        (``status: degraded``, ``warnings``) with HTTP 200, so liveness probes stay green."""
+        return []
+
     def routes(self, app: Flask) -> None:
         """Add service-specific HTTP routes."""
 
@@ -316,6 +321,11 @@ class Runtime:
             body = {"status": "ok" if ok else "unavailable", **base}
             if not ok:
                 body["problems"] = problems
+            warnings = self.service.health_warnings()
+            if warnings:
+                body["warnings"] = warnings
+                if ok:
+                    body["status"] = "degraded"
             return jsonify(body), 200 if ok else 503
 
         @app.get("/livez")

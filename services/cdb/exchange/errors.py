@@ -10,6 +10,7 @@ rest of the system never imports ccxt (freqtrade's ``raise ... from e`` pattern)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,6 +44,23 @@ class OrderUnknown(ExchangeError):
     """The exchange says the order does not exist: safe to (re)send it, or it is gone."""
 
 
+class OrderExists(ExchangeError):
+    """The exchange already has an order under this client id (MEXC ``-2010`` "Duplicate
+    clientOrderId", ccxt ``DuplicateOrderId``): it exists, so look it up; never send again."""
+
+
+class OrderNotVisible(ExchangeError):
+    """The exchange acknowledged the order, then its order query said "does not exist".
+
+    MEXC's order query lags its order entry: the order exists. The caller keeps looking
+    it up for a bounded time and then treats the outcome as unknown, never as absent.
+    """
+
+    def __init__(self, message: str = "", exchange_order_id: str | None = None) -> None:
+        super().__init__(message)
+        self.exchange_order_id = exchange_order_id
+
+
 class InvalidOrder(ExchangeError):
     """Permanent: the exchange rejected the request (bad amount, symbol, market closed...).
 
@@ -62,6 +80,10 @@ class ExchangeRejected(ExchangeError):
     """Permanent: any other error the exchange reported (unsupported call, bad request)."""
 
 
+#: MEXC's (and Binance's) answer to a second order under a used client id, e.g.
+#: ``mexc {"msg":"Duplicate clientOrderId","code":-2010}``.
+DUPLICATE_CLIENT_ID = re.compile(r"duplicate\s*(client\s*)?order\s*(id)?", re.IGNORECASE)
+
 # Most specific first: the first ccxt class the exception is an instance of decides.
 _TRANSLATION: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
     (ccxt.RateLimitExceeded, RateLimited),
@@ -69,6 +91,7 @@ _TRANSLATION: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
     (ccxt.NetworkError, ExchangeUnavailable),  # timeouts, 5xx, maintenance, bad nonce
     (ccxt.BadResponse, ExchangeUnavailable),  # garbled or empty body: usually a proxy hiccup
     (ccxt.OrderNotFound, OrderUnknown),
+    (ccxt.DuplicateOrderId, OrderExists),  # an InvalidOrder to ccxt: it must come first
     (ccxt.AuthenticationError, AuthenticationFailed),  # includes PermissionDenied
     (ccxt.AccountSuspended, AuthenticationFailed),
     (ccxt.InsufficientFunds, InsufficientFunds),
@@ -92,6 +115,8 @@ def translate_error(exc: BaseException) -> ExchangeError:
     if isinstance(exc, ExchangeError):
         return exc
     message = f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, ccxt.ExchangeError) and DUPLICATE_CLIENT_ID.search(str(exc)):
+        return OrderExists(message)  # MEXC: a plain ExchangeError with code -2010
     for ccxt_cls, ours in _TRANSLATION:
         if isinstance(exc, ccxt_cls):
             return ours(message)

@@ -25,6 +25,7 @@ import ccxt
 from cdb.exchange.errors import (
     ExchangeUnavailable,
     InvalidOrder,
+    OrderNotVisible,
     OrderUnknown,
     ccxt_errors,
     translate_error,
@@ -222,7 +223,16 @@ class CcxtVenue:
             )
         if created.get("status") in ("closed", "canceled", "expired") and created.get("filled"):
             return report_from_order(request.client_id, created, market.get("taker"))
-        return self.lookup(request)  # MEXC answers a new order with its id only
+        try:
+            return self.lookup(request)  # MEXC answers a new order with its id only
+        except OrderUnknown as exc:
+            # acknowledged, so it exists: MEXC's order query lags its order entry
+            order_id = created.get("id")
+            raise OrderNotVisible(
+                f"{self.exchange.id} acknowledged order {request.client_id} (id {order_id}) "
+                "but does not report it yet",
+                str(order_id) if order_id is not None else None,
+            ) from exc
 
     def lookup(self, request: OrderRequest) -> ExecutionReport:
         if self.mode == "validate":
@@ -238,6 +248,19 @@ class CcxtVenue:
                 raise OrderUnknown(f"{self.exchange.id} has no order {request.client_id}") from exc
             raise translate_error(exc) from exc
         return report_from_order(request.client_id, order, market.get("taker"))
+
+    def open_orders(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """Orders open at the exchange on these markets (ours: ``BTC_USDT``), as ccxt gives them.
+
+        MEXC's spot open-orders query needs a symbol, so the caller names the markets.
+        """
+        out: list[dict[str, Any]] = []
+        for symbol in symbols:
+            if unified_symbol(symbol) not in (self.exchange.markets or {}):
+                continue
+            with ccxt_errors():
+                out.extend(self.exchange.fetch_open_orders(unified_symbol(symbol)))
+        return out
 
     def balances(self) -> dict[str, float]:
         """Total (free + locked) holdings per currency, for reconciling positions."""

@@ -4,15 +4,24 @@ The rules, in the order they apply to an ``order`` entry (which may be a redeliv
 
 1. The order row (``client_id``) is created ``NEW`` if absent. A final row is never
    sent again: its stored result is returned for republishing.
-2. ``NEW``: refused while the service is fail-closed or the venue says it can never
-   execute; otherwise marked ``SENT`` and *committed* before the venue is called.
+2. ``NEW``: refused while the service is fail-closed, while the kill switch (any order)
+   or the breaker (entries) is engaged in the risk manager's durable state, or when the
+   venue says it can never execute; otherwise marked ``SENT`` and *committed* before
+   the venue is called.
 3. ``SENT`` (a redelivery after a crash or a failed attempt): the outcome is unknown,
    so the venue is asked for the order by client id first, and the order is sent
-   again only when the venue says it has no such order.
+   again only when a bounded series of lookups (``ORDER_LOOKUPS``, backing off from
+   ``ORDER_LOOKUP_BACKOFF_S``) proved it absent, and the kill switch and breaker still
+   allow it. One "does not exist" is not proof: an exchange's order query can lag its
+   order entry.
 4. A timeout, 5xx or network error while sending means the same: the next attempt
    looks the order up first. 429s back off (tenacity, honouring ``retry_after``).
    After ``EXCHANGE_RETRIES`` attempts the entry is left pending and retried later.
-5. The outcome is stored (fill, position and cash in one transaction) before it is
+5. An order the exchange acknowledged (it answered the create, or refused a resend as
+   a duplicate client id) exists: if the lookups still cannot find it, it becomes
+   ``UNKNOWN`` (CRITICAL alert, fail-closed), never "not found". The service keeps
+   looking ``UNKNOWN`` orders up and settles them when the exchange reports them.
+6. The outcome is stored (fill, position and cash in one transaction) before it is
    published.
 """
 
@@ -37,12 +46,38 @@ from cdb.exchange.errors import (
     ExchangeError,
     ExchangeUnavailable,
     InvalidOrder,
+    OrderExists,
+    OrderNotVisible,
     OrderUnknown,
     RateLimited,
 )
 from cdb.exchange.trading import ExecutionReport, OrderRequest, Venue
 from cdb.execution.ledger import NEW, SENT, UNKNOWN, Ledger, StoredOrder
+from cdb.risk.breaker import Breaker, utc_day
 from cdb.runtime import TransientError
+
+
+def halt_reason(breaker: dict | None, side: str, now: float) -> str | None:
+    """Why an order of ``side`` must not be sent, given the risk manager's persisted breaker.
+
+    ``breaker`` is the ``service_state`` value (risk/breaker, ``Breaker.to_json``), read
+    from PostgreSQL before every send and resend, so a control engaged while execution
+    was down or behind on its streams is obeyed all the same. The kill switch stops every
+    order, the breaker (manual, or the daily loss limit of the current UTC day) every entry.
+    """
+    if not breaker:
+        return None
+    state = Breaker.from_json(breaker)
+    if state.kill_switch:
+        return f"kill switch engaged ({state.reason}): no orders of any kind"
+    if side == "BUY" and state.engaged(utc_day(now)):
+        return f"breaker engaged ({state.reason}): no new entries"
+    return None
+
+
+class OrderInDoubt(Exception):
+    """The exchange has the order (it acknowledged it) but will not say what became of it."""
+
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +89,11 @@ class Problems:
     unknown: dict[str, str] = field(default_factory=dict)  # client_id → reason
     mismatches: list[str] = field(default_factory=list)  # positions the exchange does not hold
     exchange: str | None = None  # the last exhausted exchange error, cleared on success
+    #: orders refused by the kill switch or breaker: count and the latest (for /status)
+    refused: int = 0
+    last_refused: dict | None = None
+    #: what start-up reconciliation found at the exchange that the book does not know
+    findings: list[str] = field(default_factory=list)
 
     @property
     def fail_closed(self) -> bool:
@@ -84,6 +124,9 @@ class Executor:
         retries: int,
         backoff_max_s: float,
         max_age_s: float = 0.0,
+        lookups: int = 5,
+        lookup_backoff_s: float = 0.5,
+        halt: Callable[[str], str | None] = lambda side: None,
         fence: Callable[[], None] = lambda: None,
         pause: Callable[[str, str], None] = lambda point, client_id: None,
         alert: Callable[[str, str, str, dict], None] = lambda level, code, msg, ctx: None,
@@ -92,6 +135,10 @@ class Executor:
         self.venue = venue
         self.retries = retries
         self.max_age_s = max_age_s
+        self.lookups = lookups
+        self.lookup_backoff_s = lookup_backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.halt = halt
         self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
         self.pause = pause
@@ -121,7 +168,7 @@ class Executor:
             if not self.ledger.mark_sent(order.client_id):
                 return self.execute(order, market_price)  # changed under us: decide again
             self.pause("after_sent", order.client_id)
-            report = self._send(request, maybe_sent=False)
+            maybe_sent = False
         elif stored.status == SENT:
             if stored.mode != self.venue.mode:
                 self.mark_unknown(
@@ -129,9 +176,14 @@ class Executor:
                     f"sent in {stored.mode} mode; this {self.venue.mode} venue cannot look it up",
                 )
                 return None
-            report = self._send(request, maybe_sent=True)
+            maybe_sent = True
         else:
             raise ValueError(f"order {order.client_id} has unexpected status {stored.status!r}")
+        try:
+            report = self._send(request, maybe_sent=maybe_sent)
+        except OrderInDoubt as exc:
+            self.mark_unknown(stored, str(exc))
+            return None
         result = self._finish(stored, report)
         self.pause("after_fill", order.client_id)
         return result
@@ -149,6 +201,9 @@ class Executor:
     def _refusal(self, request: OrderRequest) -> str | None:
         if self.problems.fail_closed:
             return "; ".join(self.problems.describe())[:500]
+        halted = self._halted(request)
+        if halted:
+            return halted
         try:
             self.venue.check(request)
         except InvalidOrder as exc:
@@ -177,22 +232,79 @@ class Executor:
             return exc.retry_after
         return self.backoff(state)
 
+    def _halted(self, request: OrderRequest) -> str | None:
+        """The kill switch (any order) or breaker (entries) as the risk manager persisted it."""
+        reason = self.halt(request.side)
+        if reason:
+            self.problems.refused += 1
+            self.problems.last_refused = {
+                "client_id": request.client_id,
+                "symbol": request.symbol,
+                "side": request.side,
+                "reason": reason[:300],
+                "at": int(time.time()),
+            }
+            log.warning("order %s refused: %s", request.client_id, reason)
+        return reason
+
+    def look_up(self, request: OrderRequest) -> ExecutionReport | None:
+        """The order's report, or None once a bounded series of lookups found no such order.
+
+        Live exchanges get ``lookups`` tries, backing off from ``lookup_backoff_s``: an
+        order query can lag the order entry. The paper book and the order-test endpoint
+        answer for certain at once.
+        """
+        tries = self.lookups if self.venue.mode == "live" else 1
+        for n in range(tries):
+            if n:
+                time.sleep(min(self.lookup_backoff_s * 2 ** (n - 1), self.backoff_max_s))
+                self.fence()
+            try:
+                found = self.venue.lookup(request)
+            except OrderUnknown:
+                continue
+            log.info("order %s found at the venue: not resending", request.client_id)
+            return found
+        return None
+
+    def _lookup_window(self) -> str:
+        waited = sum(
+            min(self.lookup_backoff_s * 2 ** (n - 1), self.backoff_max_s)
+            for n in range(1, self.lookups)
+        )
+        return f"{self.lookups} lookups over {waited:g} s"
+
     def _send(self, request: OrderRequest, maybe_sent: bool) -> ExecutionReport:
-        """Place the order at most once in effect: every attempt after a doubt looks it up first."""
+        """Place the order at most once in effect: every attempt after a doubt looks it up first.
+
+        Raises ``OrderInDoubt`` when the exchange acknowledged the order but never reports it.
+        """
         doubt = maybe_sent
 
         def attempt() -> ExecutionReport:
             nonlocal doubt
             self.fence()
             if doubt:
-                try:
-                    found = self.venue.lookup(request)
-                    log.info("order %s found at the venue: not resending", request.client_id)
+                found = self.look_up(request)
+                if found is not None:
                     return found
-                except OrderUnknown:
-                    log.info("order %s not at the venue: sending", request.client_id)
+                log.info("order %s proven absent (%s)", request.client_id, self._lookup_window())
+                halted = self._halted(request)  # every resend is a new send: ask again
+                if halted:
+                    return ExecutionReport(
+                        request.client_id, "REJECTED", error=f"not resent: {halted}"[:500]
+                    )
             doubt = True  # from here on, any failure leaves the outcome unknown
-            return self.venue.place(request)
+            try:
+                return self.venue.place(request)
+            except (OrderExists, OrderNotVisible) as exc:
+                found = self.look_up(request)  # it exists: find it, never send it again
+                if found is not None:
+                    return found
+                raise OrderInDoubt(
+                    f"the exchange has it ({exc}) but did not report it after "
+                    f"{self._lookup_window()}"
+                ) from exc
 
         retrying = Retrying(
             retry=retry_if_exception_type(ExchangeUnavailable),
@@ -236,14 +348,50 @@ class Executor:
                 "CRITICAL",
                 "ORDER_UNKNOWN",
                 f"order {stored.client_id} ({stored.side} {stored.quantity:g} {stored.symbol}) "
-                f"has an unknown outcome: {reason} – execution halted (fail-closed) until a "
-                "person resolves it"[:500],
+                f"has an unknown outcome: {reason} – execution halted (fail-closed) until it is "
+                "settled: the exchange reports it, or a person resolves it"[:500],
                 {"client_id": stored.client_id, "symbol": stored.symbol, "mode": stored.mode},
             )
 
-    def refresh_unknown(self) -> None:
-        """Re-read the UNKNOWN orders: a person may have resolved them meanwhile."""
-        current = {o.client_id: o.error or "unknown" for o in self.ledger.with_status(UNKNOWN)}
+    def refresh_unknown(self, look_up: bool = False) -> list[OrderResult]:
+        """Re-read the UNKNOWN orders: a person may have resolved them meanwhile.
+
+        With ``look_up``, each UNKNOWN order of this venue's mode (live) is asked for once
+        more; one the exchange now reports is settled (stored like any fill) and its
+        result returned for publishing. Exchange errors leave it UNKNOWN for the next pass.
+        """
+        settled: list[OrderResult] = []
+        rows = self.ledger.with_status(UNKNOWN)
+        if look_up and self.venue.mode == "live":
+            for row in rows:
+                if row.mode != self.venue.mode:
+                    continue
+                request = OrderRequest(
+                    row.client_id,
+                    row.symbol,
+                    row.side,
+                    row.quantity,
+                    row.price,  # type: ignore[arg-type]
+                )
+                try:
+                    report = self.venue.lookup(request)
+                except ExchangeError as exc:
+                    log.info("order %s still UNKNOWN (%s)", row.client_id, exc)
+                    continue
+                final = self.ledger.record(row.client_id, report)
+                log.warning("UNKNOWN order %s settled: %s", row.client_id, final.status)
+                self.alert(
+                    "WARNING",
+                    "ORDER_SETTLED",
+                    f"order {row.client_id} ({row.side} {row.symbol}) was UNKNOWN; the exchange "
+                    f"now reports it {final.status} ({final.filled_quantity:g} filled)"[:500],
+                    {"client_id": row.client_id, "symbol": row.symbol},
+                )
+                settled.append(final.to_result())
+            if settled:
+                rows = self.ledger.with_status(UNKNOWN)
+        current = {o.client_id: o.error or "unknown" for o in rows}
         for client_id in set(self.problems.unknown) - set(current):
             log.info("order %s was resolved", client_id)
         self.problems.unknown = current
+        return settled

@@ -201,6 +201,37 @@ class Ledger:
         avg = sum(r[1] * r[2] for r in rows) / qty
         return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
 
+    def risk_breaker(self) -> dict[str, Any] | None:
+        """The risk manager's persisted breaker (``service_state`` risk/breaker), or None.
+
+        The durable copy, not a message: execution reads it before every send, so a kill
+        switch engaged while execution was down is obeyed by its first order.
+        """
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT value FROM service_state WHERE service = 'risk' AND key = 'breaker'"
+            )
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def known_client_ids(self, client_ids: list[str]) -> set[str]:
+        """Which of these client ids the ledger has an order for."""
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT client_id FROM orders WHERE client_id = ANY(%s)", (list(client_ids),)
+            )
+            return {r[0] for r in cur.fetchall()}
+
+    def recent_symbols(self, since_ts: int) -> set[str]:
+        """Symbols of orders since ``since_ts`` and of open positions (where to look for orders)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT symbol FROM orders WHERE ts >= %s UNION "
+                "SELECT symbol FROM positions WHERE quantity > 0",
+                (since_ts,),
+            )
+            return {r[0] for r in cur.fetchall()}
+
     # -- the book ------------------------------------------------------------------------------
 
     def ensure_cash(self, amount: float) -> None:

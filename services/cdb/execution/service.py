@@ -23,7 +23,7 @@ from cdb.events import Alert, MarketData, Order
 from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
-from cdb.execution.executor import Executor
+from cdb.execution.executor import Executor, halt_reason
 from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
 from cdb.execution.reconcile import reconcile
@@ -68,6 +68,9 @@ class ExecutionService(Service):
             retries=settings.EXCHANGE_RETRIES,
             backoff_max_s=settings.EXCHANGE_BACKOFF_MAX_S,
             max_age_s=settings.ORDER_MAX_AGE_S,
+            lookups=settings.ORDER_LOOKUPS,
+            lookup_backoff_s=settings.ORDER_LOOKUP_BACKOFF_S,
+            halt=self._halt,
             fence=self._fence,
             pause=self._pause,
             alert=self._alert,
@@ -107,6 +110,9 @@ class ExecutionService(Service):
         if not self.lock.refresh():
             self._standby("lost the single-writer lock")
             raise TransientError("lost the single-writer lock; another copy may be executing")
+
+    def _halt(self, side: str) -> str | None:
+        return halt_reason(self.ledger.risk_breaker(), side, time.time())
 
     def _pause(self, point: str, client_id: str) -> None:
         if point == self.settings.EXECUTION_TEST_PAUSE_AT:
@@ -189,7 +195,8 @@ class ExecutionService(Service):
             return 1.0
         if time.monotonic() - self._last_recheck > self.settings.UNKNOWN_RECHECK_S:
             self._last_recheck = time.monotonic()
-            self.executor.refresh_unknown()
+            for result in self.executor.refresh_unknown(look_up=True):
+                self._publish(result)
             cash = self.ledger.cash()
             if cash is not None:
                 self.cash_gauge.set(cash)
@@ -262,6 +269,9 @@ class ExecutionService(Service):
             "lock_holder": self.lock.token if self.lock.held else None,
             "fail_closed": problems.fail_closed,
             "unknown_orders": sorted(problems.unknown),
+            "refused_by_breaker": problems.refused,
+            "last_refused": problems.last_refused,
+            "exchange_findings": problems.findings,
             "prices_known": len(self.prices),
             "last_result": self.last_result,
         }

@@ -75,6 +75,21 @@ class ExecutionSettings(BaseServiceSettings, PostgresSettings):
         description="An order not yet sent whose timestamp is older than this is rejected, "
         "not sent (after an outage the market has moved on); 0 = no limit",
     )
+    ORDER_LOOKUPS: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="Lookups of an order whose fate is in doubt before it counts as absent "
+        "(resent) or, if the exchange acknowledged it, UNKNOWN: an order query can lag the "
+        "order entry",
+    )
+    ORDER_LOOKUP_BACKOFF_S: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Wait before the second lookup; doubled each time, capped at "
+        "EXCHANGE_BACKOFF_MAX_S (defaults: 0.5+1+2+4 = 7.5 s in all)",
+    )
     LOCK_TTL_S: float = Field(
         30.0, ge=1, le=600, description="Single-writer lock lifetime; refreshed every loop"
     )

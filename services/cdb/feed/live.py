@@ -11,6 +11,7 @@ manager pauses trading; the first success after that publishes ``ok`` again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cdb.events import Alert, Event, MarketStatus
@@ -109,6 +110,7 @@ class LiveSource:
         unreachable_after_s: float = 60.0,
         movers_refresh_s: float = 300.0,
         movers_min_quote_volume: float = 0.0,
+        held: Callable[[], list[str]] | None = None,
     ) -> None:
         self.client = client
         self.configured = list(symbols)
@@ -128,6 +130,9 @@ class LiveSource:
         self.rejected: set[str] = set()
         self.symbols: list[str] = [] if top_movers else list(symbols)
         self._movers_at: float | None = None
+        #: the symbols the risk manager holds, always polled (set by the feed service)
+        self.held = held
+        self.held_symbols: list[str] = []
 
     # -- which symbols ----------------------------------------------------------------------------
 
@@ -148,7 +153,7 @@ class LiveSource:
         self._movers_at = now
         if movers != self.symbols:
             log.info("top %d movers: %s", self.top_movers, ",".join(movers))
-        for gone in set(self.windows) - set(movers):  # keep memory bounded by N
+        for gone in set(self.windows) - set(movers) - set(self.held_symbols):  # bounded by N
             del self.windows[gone]
             self.published_open_ms.pop(gone, None)
         self.symbols = movers
@@ -161,10 +166,20 @@ class LiveSource:
         # the candle after the last published one closes at last + 2 intervals
         return last is None or now_ms >= last + 2 * self.interval_ms + self.close_delay_ms
 
+    def _held(self) -> list[str]:
+        """Held symbols not otherwise polled: a position must never lose its prices."""
+        if self.held is None:
+            return []
+        try:
+            self.held_symbols = [s for s in self.held() if isinstance(s, str)]
+        except Exception as exc:  # noqa: BLE001 – keep the last known list, say why
+            log.warning("held symbols unavailable (%s); keeping %s", exc, self.held_symbols)
+        return [s for s in self.held_symbols if s not in self.symbols]
+
     def poll(self, now: float) -> Poll:
         events: list[Event] = self._refresh_movers(now)
         now_ms = int(now * 1000)
-        for symbol in self.symbols:
+        for symbol in self.symbols + self._held():
             if symbol in self.rejected or not self._due(symbol, now_ms):
                 continue
             try:
@@ -219,6 +234,7 @@ class LiveSource:
             "exchange_status": self.reach.state,
             "last_exchange_error": self.reach.last_error or None,
             "symbols": self.symbols,
+            "held_symbols": self.held_symbols,
             "rejected_symbols": sorted(self.rejected),
         }
 

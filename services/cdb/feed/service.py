@@ -8,6 +8,7 @@ A replay at its end stops the process (exit 0) unless ``FEED_REPLAY_AT_END=idle`
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from cdb.bus import Bus
+from cdb.bus import HELD_KEY, Bus
 from cdb.events import Event
 from cdb.feed.candles import window_candles
 from cdb.feed.replay import ReplayFileError, read_files, sample_path
@@ -115,12 +116,22 @@ class FeedService(Service):
         self.published: dict[str, int] = {}
         self.last_market_data: dict[str, dict[str, Any]] = {}
         self.registry.register(_FeedCollector(self))
+        if getattr(self.source, "held", False) is None:  # the live source: poll held symbols
+            self.source.held = self._held  # type: ignore[attr-defined]
         log.info(
             "source %s, interval %s, lookback %d min",
             self.source.name,
             settings.FEED_INTERVAL,
             settings.SIGNAL_LOOKBACK_MIN,
         )
+
+    def _held(self) -> list[str]:
+        """The symbols the risk manager holds (``HELD_KEY``); absent (a flushed Redis) means
+        "unknown": the source keeps its last list until the risk manager writes it again."""
+        raw = self.bus.client.get(HELD_KEY)
+        if raw is None:
+            raise LookupError(f"{HELD_KEY} not written yet")
+        return list(json.loads(raw))
 
     def tick(self) -> float | None:
         delay = 0.0

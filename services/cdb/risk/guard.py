@@ -10,6 +10,7 @@ committed first, then the order, the alert and the breaker's mirror are publishe
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from cdb.bus import BREAKER_KEY, Bus
+from cdb.bus import BREAKER_KEY, HELD_KEY, Bus
 from cdb.events import Event, Order
 from cdb.risk import rules, views
 from cdb.risk.breaker import Breaker, utc_day
@@ -52,6 +53,10 @@ class Guard(Service):
         self.paused: set[str] = set()
         self.exit_retry_at: dict[str, int] = {}
         self.restored = False
+        self.restored_at = 0
+        #: held symbols whose last price is older than RISK_MARKET_DATA_MAX_AGE_S → level raised
+        self.blind: dict[str, str] = {}
+        self._held_mirror: tuple[list[str], int] = ([], 0)  # what HELD_KEY says, and when
         self.breaker_dirty = False
         self._last_sweep = 0
         self._last_ping = 0
@@ -81,6 +86,7 @@ class Guard(Service):
         self._roll_breaker(now)
         self.ensure_day_start(now)
         self.publish_breaker()
+        self.restored_at = now
         self.restored = True
 
     # -- the one way out -------------------------------------------------------------------
@@ -235,6 +241,8 @@ class Guard(Service):
         self.check_drawdown(now)
         for symbol in list(self.book.positions):
             self.maybe_exit(symbol, now)
+        self.check_blind(now)
+        self.mirror_held(now)
         if self.breaker_dirty:
             self.publish_breaker()
 
@@ -332,6 +340,59 @@ class Guard(Service):
             f"exit:{cid}", now, severity, "exit", rule, reason, None, cid, symbol, context
         )
         self.decide(event, order)
+
+    def mirror_held(self, now: int) -> None:
+        """Tell the feed which symbols are held (``HELD_KEY``): on a change and every 10 s."""
+        held = sorted(self.book.positions)
+        written, at = self._held_mirror
+        if held != written or now - at >= 10:
+            self.bus.client.set(HELD_KEY, json.dumps(held))
+            self._held_mirror = (held, now)
+
+    def price_ages(self, now: int) -> dict[str, int]:
+        """Seconds since the last price of each held symbol (since the start if none came)."""
+        times = self.market.times
+        return {s: now - times.get(s, self.restored_at) for s in self.book.positions}
+
+    def check_blind(self, now: int) -> None:
+        """A held symbol without a fresh price cannot be stopped out: say so, louder with time.
+
+        WARNING once its last price is older than ``RISK_MARKET_DATA_MAX_AGE_S``, CRITICAL
+        past twice that, an INFO row when prices come back; each once per episode (the
+        event key names the last price's time). Shown on /status, /health and a metric.
+        """
+        limit = self.limits.market_data_max_age_s
+        for symbol, age in self.price_ages(now).items():
+            level = "CRITICAL" if age > 2 * limit else "WARNING" if age > limit else None
+            before = self.blind.get(symbol)
+            since = self.market.times.get(symbol, self.restored_at)
+            if level is None:
+                if before is not None:
+                    del self.blind[symbol]
+                    text = f"{symbol}: prices again ({age} s old) – its stop loss is watched again"
+                    self.decide(
+                        RiskEvent(
+                            f"blind_end:{symbol}:{since}", now, "INFO", "resume",
+                            "stale_position", text, symbol=symbol,
+                        )
+                    )  # fmt: skip
+                continue
+            if level == before or before == "CRITICAL":
+                continue
+            self.blind[symbol] = level
+            text = (
+                f"held {symbol} has no price for {age} s (limit {limit} s): its stop loss "
+                "cannot fire – check that the feed includes it"
+            )
+            context = {"age_s": age, "limit_s": limit, "last_price_ts": since}
+            self.decide(
+                RiskEvent(
+                    f"blind:{symbol}:{since}:{level}", now, level, "blind", "stale_position",
+                    text, symbol=symbol, context=context,
+                )
+            )  # fmt: skip
+        for symbol in set(self.blind) - set(self.book.positions):
+            del self.blind[symbol]
 
     def pause_symbol(self, symbol: str, move: float, ts: int) -> None:
         text = (

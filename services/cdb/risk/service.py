@@ -55,6 +55,11 @@ class RiskService(Guard):
             ("cdb_risk_exposure_pct", "Positions and pending entries, % of equity", self._exposure),
             ("cdb_risk_open_positions", "Open positions", lambda: len(self.book.positions)),
             ("cdb_risk_breaker_engaged", "1 while the breaker is engaged", self._engaged),
+            (
+                "cdb_risk_blind_positions",
+                "Held symbols whose last price is older than RISK_MARKET_DATA_MAX_AGE_S",
+                lambda: len(self.blind),
+            ),
         ):
             Gauge(gauge_name, doc, registry=self.registry).set_function(fn)
 
@@ -90,7 +95,21 @@ class RiskService(Guard):
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return self.describe()
+            return {
+                **self.describe(),
+                "blind_positions": {
+                    s: {"level": level, "price_age_s": self.price_ages(self.now()).get(s)}
+                    for s, level in self.blind.items()
+                },
+            }
+
+    def health_warnings(self) -> list[str]:
+        with self.lock:
+            ages = self.price_ages(self.now())
+            return [
+                f"{level}: held {s} has no price for {ages.get(s)} s: its stop loss cannot fire"
+                for s, level in sorted(self.blind.items())
+            ]
 
     def health_problems(self) -> list[str]:
         problems = []
@@ -229,12 +248,21 @@ class RiskService(Guard):
                 fill.price,
                 self.book.cash,
             )
-        if was_exit and result.status in FAILED:
+        partial = result.status == "PARTIALLY_FILLED" and result.symbol in self.book.positions
+        if was_exit and (result.status in FAILED or partial):
+            # a closing order that left part of the position open failed as much as one
+            # that filled nothing: the rest is still exposed (docs/services/risk.md)
             wait = self.settings.RISK_EXIT_RETRY_S
             self.exit_retry_at[result.symbol] = now + wait
+            left = self.book.positions[result.symbol].quantity if partial else None
+            why = (
+                f"filled {result.filled_quantity:g} only, {left:g} still held"
+                if partial
+                else result.error or "no reason given"
+            )
             text = (
                 f"closing order {result.client_id} for {result.symbol} {result.status}: "
-                f"{result.error or 'no reason given'} – retrying in {wait} s with a new id"
+                f"{why} – retrying in {wait} s with a new id"
             )
             self.decide(
                 RiskEvent(
@@ -249,6 +277,8 @@ class RiskService(Guard):
                 )
             )
         if fill is not None:
+            if fill.opened or fill.closed:
+                self.mirror_held(now)  # the feed polls a new position from now on
             self.check_drawdown(now)
             self.maybe_exit(result.symbol, now)
 

@@ -23,6 +23,7 @@ ALERT_CODES = {
     "stale_market_data": "MARKET_PAUSED",
     "abnormal_move": "MARKET_PAUSED",
     "stop_loss": "STOP_LOSS",
+    "stale_position": "POSITION_BLIND",
     "control": "BREAKER",
     "exit": "EXIT_FAILED",
 }

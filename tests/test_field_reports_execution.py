@@ -1,0 +1,145 @@
+"""Field reports against execution: unknown order states and resends (docs/reliability.md).
+
+The real executor, ledger (real PostgreSQL) and ``CcxtVenue`` on a real ``ccxt.mexc``
+whose HTTP session answers as MEXC's spot v3 API does (test_execution_live), including
+its awkward parts: the order query lags the order entry ("Order does not exist", -2013,
+right after an acknowledged create) and a second create under a used client id is
+refused ("Duplicate clientOrderId", -2010).
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_execution_helpers import sql
+from test_execution_live import (
+    CREATED,
+    FILLED,
+    LOOKUPS,
+    NOT_FOUND,
+    TIMEOUT,
+    RecordedMexc,
+    _env,
+    ledger,
+    live_order,
+    make_executor,
+)
+
+from cdb.execution.reconcile import reconcile
+
+__all__ = ["ledger"]  # the fixture, imported for the tests below
+
+#: What ccxt parses into {"id": "1", "clientOrderId": CID, "status": None, "filled": None}.
+ACKNOWLEDGED = {"symbol": "BTCUSDT", "orderId": "1", "orderListId": -1}
+DUPLICATE = (400, {"msg": "Duplicate clientOrderId", "code": -2010})
+
+
+def _trades(ledger) -> int:
+    return sql(_env(ledger), "SELECT count(*) FROM trades")[0][0]
+
+
+def _status(ledger, client_id: str = "cid-1") -> str:
+    return sql(_env(ledger), "SELECT status FROM orders WHERE client_id = %s", (client_id,))[0][0]
+
+
+def test_acknowledged_order_not_found_becomes_unknown_not_error(ledger):
+    """Input 1. Before: one -2013 lookup stored the order as final ERROR, nothing booked,
+    while the exchange held the coins. Now: bounded lookups, then UNKNOWN, a CRITICAL
+    alert, no new order sent until the exchange reports it, then it is settled."""
+    mexc = RecordedMexc(create=[ACKNOWLEDGED], query=[NOT_FOUND])
+    raised: list = []
+    executor = make_executor(ledger, mexc.venue(), raised)
+    assert executor.execute(live_order(), 65000.123) is None
+    assert _status(ledger) == "UNKNOWN"
+    assert len(mexc.calls["create"]) == 1
+    assert len(mexc.calls["query"]) == 1 + LOOKUPS  # the create's own, then the series
+    assert [(lvl, code) for lvl, code, *_ in raised] == [("CRITICAL", "ORDER_UNKNOWN")]
+    assert raised[0][3]["symbol"] == "BTC_USDT"
+    assert executor.problems.fail_closed
+
+    # fail closed: a new entry for the symbol is refused without a request; the
+    # UNKNOWN order's redelivery is never sent again
+    refused = executor.execute(live_order("cid-2"), 65000.123)
+    assert refused.status == "REJECTED" and "UNKNOWN" in refused.error
+    assert executor.execute(live_order(), 65000.123) is None
+    assert len(mexc.calls["create"]) == 1
+
+    # the exchange catches up: the periodic re-check settles it and books the fill
+    mexc.scripts["query"] = [{**FILLED, "orderId": "1"}]
+    (settled,) = executor.refresh_unknown(look_up=True)
+    assert (settled.client_id, settled.status) == ("cid-1", "FILLED")
+    assert _trades(ledger) == 1
+    assert not executor.problems.fail_closed
+    assert [code for _, code, *_ in raised][-1] == "ORDER_SETTLED"
+    assert executor.execute(live_order(), 65000.123).status == "FILLED"  # redelivery: stored
+    assert len(mexc.calls["create"]) == 1
+
+
+def test_query_lag_shorter_than_the_lookups_finds_the_fill(ledger):
+    mexc = RecordedMexc(create=[ACKNOWLEDGED], query=[NOT_FOUND, NOT_FOUND, FILLED])
+    result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
+    assert result.status == "FILLED" and _trades(ledger) == 1
+    assert len(mexc.calls["create"]) == 1
+
+
+def test_resend_answered_duplicate_client_id_is_looked_up(ledger):
+    """Input 2. create times out (placed in fact); one lookup says -2013; the resend is
+    answered -2010. Before: ERROR, 0 filled. Now: the lookups find the fill; no resend."""
+    mexc = RecordedMexc(create=[TIMEOUT, DUPLICATE], query=[NOT_FOUND, FILLED])
+    result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
+    assert result.status == "FILLED"
+    assert result.filled_quantity == pytest.approx(0.0123)
+    assert len(mexc.calls["create"]) == 1
+    assert _trades(ledger) == 1
+
+
+def test_venue_accepting_the_resend_never_sees_a_second_create(ledger):
+    """Input 2, other venue. Before: two creates for one client id, one fill booked."""
+    mexc = RecordedMexc(create=[TIMEOUT, CREATED], query=[NOT_FOUND, FILLED])
+    result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
+    assert result.status == "FILLED"
+    assert len(mexc.calls["create"]) == 1
+
+
+def test_duplicate_answer_after_proven_absence_is_looked_up_not_failed(ledger):
+    mexc = RecordedMexc(
+        create=[TIMEOUT, DUPLICATE], query=[NOT_FOUND] * LOOKUPS + [NOT_FOUND, FILLED]
+    )
+    result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)
+    assert result.status == "FILLED" and _trades(ledger) == 1
+
+
+def test_duplicate_never_reported_is_unknown(ledger):
+    mexc = RecordedMexc(create=[DUPLICATE], query=[NOT_FOUND])
+    raised: list = []
+    assert make_executor(ledger, mexc.venue(), raised).execute(live_order(), 65000.1) is None
+    assert _status(ledger) == "UNKNOWN"
+    assert "Duplicate clientOrderId" in sql(_env(ledger), "SELECT error FROM orders")[0][0]
+    assert [code for _, code, *_ in raised] == ["ORDER_UNKNOWN"]
+
+
+def test_start_up_reconciliation_finds_orders_and_balances_the_book_does_not_know(ledger):
+    """Input 2, start-up. Before: only positions the book has were checked."""
+    sql(
+        _env(ledger),
+        "INSERT INTO positions (symbol, quantity, avg_price, updated_ts, mode) "
+        "VALUES ('BTC_USDT', 0.0123, 65000, 1, 'live')",
+    )
+    foreign = {**FILLED, "clientOrderId": "web-123", "status": "NEW", "executedQty": "0"}
+    account = {
+        "balances": [
+            {"asset": "USDT", "free": "512.5", "locked": "0"},
+            {"asset": "BTC", "free": "0.0123", "locked": "0"},
+            {"asset": "ETH", "free": "2", "locked": "0"},
+        ]
+    }
+    mexc = RecordedMexc(open_orders=[[foreign]], account=[account])
+    raised: list = []
+    executor = make_executor(ledger, mexc.venue(), raised)
+    reconcile(executor)
+    assert mexc.calls["open_orders"][0]["symbol"] == ["BTCUSDT"]
+    assert executor.problems.fail_closed
+    assert "web-123" in executor.problems.mismatches[0]
+    assert executor.problems.findings == ["the account holds 2 ETH, the book has no position in it"]
+    assert sorted(code for _, code, *_ in raised) == ["POSITION_MISMATCH", "UNTRACKED_BALANCE"]
+    refused = executor.execute(live_order("cid-9"), 65000.123)
+    assert refused.status == "REJECTED" and "web-123" in refused.error
