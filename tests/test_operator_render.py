@@ -22,6 +22,7 @@ from cdb.cli import build_parser
 from cdb_operator import model
 from cdb_operator.render import Bot, key_of, render_children, render_secret
 from cdb_operator.render import config as cfg
+from cdb_operator.render import monitoring
 from cdb_operator.render.network import OPERATOR_POD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -446,7 +447,13 @@ def test_service_monitor_only_with_the_api_and_not_disabled(
     if expected:
         sm = monitors["demo-metrics"]
         assert sm["spec"]["endpoints"] == [
-            {"port": "http", "path": "/metrics", "interval": "20s", "scheme": "http"}
+            {
+                "port": "http",
+                "path": "/metrics",
+                "interval": "20s",
+                "scheme": "http",
+                "relabelings": monitoring.RELABELINGS,
+            }
         ]
         selected = sm["spec"]["selector"]["matchLabels"]
         scraped = [

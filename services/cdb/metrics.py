@@ -19,7 +19,7 @@ quote asset with a ``currency`` label.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -53,3 +53,20 @@ def zero(counter: Counter, label_sets: Iterable[Sequence[str]]) -> None:
     """Create each listed child of a labelled counter at 0 (no-op for one that exists)."""
     for values in label_sets:
         counter.labels(*values)
+
+
+class PostgresUp:
+    """``cdb_postgres_up``: 1 while the service's last PostgreSQL call succeeded.
+
+    ``ok`` is read at scrape time from the service's own state (no extra query per scrape).
+    """
+
+    def __init__(self, ok: Callable[[], bool]) -> None:
+        self.ok = ok
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "cdb_postgres_up",
+            "1 while the service's last PostgreSQL call succeeded",
+            value=1.0 if self.ok() else 0.0,
+        )

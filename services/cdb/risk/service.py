@@ -25,6 +25,7 @@ from cdb.events import (
     Signal,
     stable_id,
 )
+from cdb.metrics import PostgresUp
 from cdb.risk import rules
 from cdb.risk.guard import Guard
 from cdb.risk.metrics import RiskCollector
@@ -49,6 +50,7 @@ class RiskService(Guard):
     ) -> None:
         super().__init__(settings, bus, clock)
         self.registry.register(RiskCollector(self))
+        self.registry.register(PostgresUp(lambda: self.store.last_error is None))
 
     # -- the runtime's hooks ---------------------------------------------------------------
 
