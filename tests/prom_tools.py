@@ -28,7 +28,9 @@ _CRD_FILES = {
 
 def binary(name: str) -> str:
     """Path of ``promtool`` or ``prometheus`` (Debian's package)."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    found = shutil.which(name) or (
+        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+    )
     if not found:
         raise RuntimeError(f"{name} missing: apt-get install prometheus (scripts/install.sh test)")
     return found
@@ -38,5 +40,7 @@ def operator_crd(kind: str) -> dict[str, Any]:
     """prometheus-operator's CRD of ``kind``; skips when the machine does not hold it."""
     path = CRD_DIR / _CRD_FILES[kind]
     if not path.exists():
-        pytest.skip(f"prometheus-operator CRDs not found in {CRD_DIR} (CDB_PROMETHEUS_OPERATOR_CRDS)")
+        pytest.skip(
+            f"prometheus-operator CRDs not found in {CRD_DIR} (CDB_PROMETHEUS_OPERATOR_CRDS)"
+        )
     return yaml.safe_load(path.read_text())

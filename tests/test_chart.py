@@ -22,7 +22,6 @@ from k8s_tools import (
     validate_custom_resource,
     validate_manifest,
 )
-
 from prom_tools import operator_crd
 
 from cdb_operator.render.network import OPERATOR_POD_LABELS

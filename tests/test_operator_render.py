@@ -20,9 +20,8 @@ import yaml
 from cdb.backup import cli_backup
 from cdb.cli import build_parser
 from cdb_operator import model
-from cdb_operator.render import Bot, key_of, render_children, render_secret
+from cdb_operator.render import Bot, key_of, monitoring, render_children, render_secret
 from cdb_operator.render import config as cfg
-from cdb_operator.render import monitoring
 from cdb_operator.render.network import OPERATOR_POD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
