@@ -190,7 +190,7 @@ ALERTS: tuple[Alert, ...] = (
         "0m",
         "warning",
         "{{ $labels.service }} of {{ $labels.bot }} dead-letters {{ $labels.stream }} entries",
-        "{{ $value }} entries of {{ $labels.stream }} went to the dead_letter stream in 10 "
+        "{{ $value | humanize }} entries of {{ $labels.stream }} went to the dead_letter stream in 10 "
         "minutes ({{ $labels.namespace }}/{{ $labels.bot }}, {{ $labels.service }}).",
         "Read the dead_letter stream's reasons; fix the producer or the handler, then replay.",
     ),
@@ -201,7 +201,7 @@ ALERTS: tuple[Alert, ...] = (
         "0m",
         "warning",
         "Orders of {{ $labels.bot }} end {{ $labels.status }}",
-        "{{ $value }} orders of {{ $labels.namespace }}/{{ $labels.bot }} ended "
+        "{{ $value | humanize }} orders of {{ $labels.namespace }}/{{ $labels.bot }} ended "
         "{{ $labels.status }} in 15 minutes.",
         "Read the order_results' reasons (balance, minimum size, the exchange's answer).",
     ),
