@@ -22,6 +22,7 @@ from k8s_tools import (
     validate_custom_resource,
     validate_manifest,
 )
+from prom_tools import operator_crd
 
 from cdb_operator.main import _run_parser
 from cdb_operator.render.network import OPERATOR_POD_LABELS
@@ -119,7 +120,16 @@ SCENARIOS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         },
         (TB_API,),
     ),
-    "servicemonitor-auto-no-metrics": ({}, (MONITORING_API,)),
+    "servicemonitor-auto-no-metrics": ({"operator": {"metricsPort": 0}}, (MONITORING_API,)),
+    "servicemonitor-auto-default": ({}, (MONITORING_API,)),
+    "prometheusrule-forced": (
+        {"monitoring": {"prometheusRule": {"mode": "enabled", "labels": {"release": "kps"}}}},
+        (),
+    ),
+    "prometheusrule-disabled": (
+        {"monitoring": {"prometheusRule": {"mode": "disabled"}}},
+        (MONITORING_API,),
+    ),
     "servicemonitor-auto-with-api": ({"operator": {"metricsPort": 9100}}, (MONITORING_API,)),
     "servicemonitor-forced": (
         {
@@ -224,6 +234,8 @@ def test_every_object_is_valid_for_every_supported_version(name):
             validate_custom_resource(obj, crd)
         elif obj["kind"] == "ServiceMonitor":
             jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
+        elif obj["kind"] == "PrometheusRule":
+            assert obj["apiVersion"] == MONITORING_API
         else:
             for version in SUPPORTED_K8S_VERSIONS:
                 validate_manifest(obj, version)
@@ -351,7 +363,8 @@ def test_operator_resources_and_scheduling_from_values():
     args = tuned["spec"]["containers"][0]["args"]
     assert "--verbose" in args
     assert "--metrics-port=9100" in args
-    assert not any(a.startswith(("--verbose", "--metrics-port")) for a in c_args("defaults"))
+    assert not any(a.startswith("--verbose") for a in c_args("defaults"))
+    assert "--metrics-port=8081" in c_args("defaults")  # metrics on by default
 
 
 def c_args(name: str) -> list[str]:
@@ -470,6 +483,40 @@ def test_servicemonitor_only_when_the_api_exists_or_forced():
         assert sm["spec"]["endpoints"][0]["port"] in port_names
         assert service["spec"]["ports"][0]["port"] == 9100
         assert sm["spec"]["namespaceSelector"] == {"matchNames": ["cdb-system"]}
+
+
+def test_operator_metrics_and_their_servicemonitor_by_default():
+    """values.yaml says the operator serves metrics: it does, through a Service, and a
+    cluster with the Prometheus Operator gets a ServiceMonitor for them."""
+    objs = render("servicemonitor-auto-default")
+    deploy = one(objs, "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=8081" in container["args"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    sm = one(objs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+    assert one(objs, "Service")["spec"]["ports"][0]["port"] == 8081
+
+
+def test_prometheusrule_only_when_the_api_exists_or_forced():
+    assert by_kind(render("defaults"), "PrometheusRule") == []
+    assert by_kind(render("prometheusrule-disabled"), "PrometheusRule") == []
+    auto = one(render("servicemonitor-auto-default"), "PrometheusRule")
+    forced = one(render("prometheusrule-forced"), "PrometheusRule")
+    assert forced["metadata"]["labels"]["release"] == "kps"
+    assert auto["spec"] == forced["spec"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "scenario"),
+    [
+        ("PrometheusRule", "prometheusrule-forced"),
+        ("ServiceMonitor", "servicemonitor-forced"),
+    ],
+)
+def test_monitoring_objects_valid_against_prometheus_operators_crd(kind, scenario):
+    obj = one(render(scenario), kind)
+    validate_custom_resource(obj, operator_crd(kind))
 
 
 def test_dashboard_configmap():

@@ -47,7 +47,10 @@ def test_replay_can_stay_up_idle_at_the_end(redis_env, redis_client, tmp_path):
         assert status["published"] == {"market_data": 678}
         assert status["source"] == "replay"
         assert proc.health()[0] == 200
-        assert 'feed_events_published_total{type="market_data"} 678.0' in proc.metrics()
+        metrics = proc.metrics()
+        assert 'cdb_feed_events_published_total{type="market_data"} 678.0' in metrics
+        assert 'cdb_feed_events_published_total{type="market_status"} 0.0' in metrics
+        assert 'feed_events_published_total{type="market_data"} 678.0' in metrics  # old name
     finally:
         assert proc.stop() == 0
     assert redis_client.xlen("market_data") == 678

@@ -20,7 +20,7 @@ import yaml
 from cdb.backup import cli_backup
 from cdb.cli import build_parser
 from cdb_operator import model
-from cdb_operator.render import Bot, key_of, render_children, render_secret
+from cdb_operator.render import Bot, key_of, monitoring, render_children, render_secret
 from cdb_operator.render import config as cfg
 from cdb_operator.render.network import OPERATOR_POD_LABELS
 
@@ -448,7 +448,13 @@ def test_service_monitor_only_with_the_api_and_not_disabled(
     if expected:
         sm = monitors["demo-metrics"]
         assert sm["spec"]["endpoints"] == [
-            {"port": "http", "path": "/metrics", "interval": "20s", "scheme": "http"}
+            {
+                "port": "http",
+                "path": "/metrics",
+                "interval": "20s",
+                "scheme": "http",
+                "relabelings": monitoring.RELABELINGS,
+            }
         ]
         selected = sm["spec"]["selector"]["matchLabels"]
         scraped = [

@@ -266,6 +266,8 @@ def test_orders_clipping_exposure_stop_loss_drawdown_and_restart(world, redis_cl
     assert 'cdb_risk_decisions_total{decision="approve",rule="approved"} 1.0' in metrics
     assert 'cdb_risk_decisions_total{decision="clip",rule="position"} 1.0' in metrics
     assert "cdb_risk_breaker_engaged 1.0" in metrics
+    assert 'cdb_risk_decisions_total{decision="reject",rule="open_positions"} 0.0' in metrics
+    assert "cdb_risk_limit_drawdown_ratio " in metrics and 'cdb_risk_equity{currency="' in metrics
 
     # the next signal is blocked
     signal(r, "s5", "BTC_USDT", 0.5, 97.5)

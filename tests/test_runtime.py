@@ -45,12 +45,15 @@ def test_health_status_metrics(redis_env, redis_client, tmp_path):
         assert isinstance(st["started_at"], int)
         assert st["last_event"]["type"] == "market_data"
         assert st["consumed"] == {"market_data": 1}
-        wait_until(lambda: "cdb_events_dead_lettered_total" in svc.metrics())
+        dead = 'cdb_events_dead_lettered_total{stream="market_data"} 1.0'
+        wait_until(lambda: dead in svc.metrics())
         text = svc.metrics()
-        assert 'cdb_events_consumed_total{service="probe",stream="market_data"} 1.0' in text
-        assert 'cdb_events_dead_lettered_total{service="probe",stream="market_data"} 1.0' in text
+        # no `service` label: the scraper's target labels name the service (cdb/metrics.py)
+        assert 'cdb_events_consumed_total{stream="market_data"} 1.0' in text
         assert "cdb_handler_seconds_bucket" in text
-        assert 'cdb_redis_up{service="probe"} 1.0' in text
+        assert "cdb_redis_up 1.0" in text
+        assert "process_resident_memory_bytes" in text and "python_info{" in text
+        assert 'cdb_build_info{python_version="' in text
         # it publishes health events for the persistence writer
         wait_until(lambda: redis_client.xlen("health") >= 1, message="a health event")
         assert "Werkzeug" not in svc.log(), "served by waitress, not Flask's dev server"

@@ -79,6 +79,10 @@ def test_signal_process_turns_market_data_into_the_expected_signals(signal_proc,
     assert status["dead_lettered"] == {"market_data": 2}
 
     metrics = signal_proc.metrics()
+    assert 'cdb_signal_generated_total{side="BUY",strategy="momentum"} 3.0' in metrics
+    assert "cdb_signal_suppressed_cooldown_total 1.0" in metrics
+    assert "cdb_signal_market_data_evaluated_total 6.0" in metrics
+    # the old names stay for one release (CHANGELOG.md)
     assert 'signals_generated_total{side="BUY",strategy="momentum"} 3.0' in metrics
     assert "signals_suppressed_cooldown_total 1.0" in metrics
     assert "signal_market_data_evaluated_total 6.0" in metrics

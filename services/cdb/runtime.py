@@ -38,6 +38,7 @@ from waitress.server import create_server
 from cdb import __version__
 from cdb.bus import HEALTH, Bus, Delivery
 from cdb.events import Health
+from cdb.metrics import register_standard
 from cdb.outages import DependencyWatch
 from cdb.probes import BUS, dependency_of, liveness_problems
 from cdb.settings import BaseServiceSettings
@@ -200,25 +201,29 @@ class Service:
 
 
 class _BusCollector:
-    """Exports the bus's counters at scrape time, so the hot path only adds to a dict."""
+    """Exports the bus's counters at scrape time, so the hot path only adds to a dict.
+
+    The streams the service reads have their series from the start, at 0. No ``service``
+    label: the scraper's target labels name the service (``cdb.metrics``).
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def collect(self):
         stats = self.runtime.bus.stats
-        name = self.runtime.service.name
-        for metric, counter, doc in (
-            ("cdb_events_consumed", stats.consumed, "Valid entries read, per stream"),
-            ("cdb_events_produced", stats.produced, "Entries published, per stream"),
-            ("cdb_events_dead_lettered", stats.dead_lettered, "Entries sent to dead_letter"),
+        known = dict.fromkeys(self.runtime.service.streams, 0)
+        for metric, counter, doc, base in (
+            ("cdb_events_consumed", stats.consumed, "Valid entries read, per stream", known),
+            ("cdb_events_produced", stats.produced, "Entries published, per stream", {}),
+            ("cdb_events_dead_lettered", stats.dead_lettered, "Entries sent to dead_letter", known),
         ):
-            family = CounterMetricFamily(metric, doc, labels=["service", "stream"])
-            for stream, value in sorted(counter.items()):
-                family.add_metric([name, stream], value)
+            family = CounterMetricFamily(metric, doc, labels=["stream"])
+            for stream, value in sorted({**base, **counter}.items()):
+                family.add_metric([stream], value)
             yield family
-        up = GaugeMetricFamily("cdb_redis_up", "1 while Redis answers", labels=["service"])
-        up.add_metric([name], 1.0 if self.runtime.redis_ok else 0.0)
+        up = GaugeMetricFamily("cdb_redis_up", "1 while Redis answers")
+        up.add_metric([], 1.0 if self.runtime.redis_ok else 0.0)
         yield up
 
 
@@ -259,11 +264,11 @@ class Runtime:
         self.handler_seconds = Histogram(
             "cdb_handler_seconds",
             "Time to handle one entry",
-            ["service"],
             registry=service.registry,
             buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1, 5),
-        ).labels(service.name)
+        )
         service.registry.register(_BusCollector(self))
+        register_standard(service.registry)
 
     # -- HTTP ------------------------------------------------------------------------------------
 

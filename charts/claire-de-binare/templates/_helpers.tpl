@@ -92,6 +92,14 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* Whether to render the PrometheusRule with the bots' alerts ("true" or ""). */}}
+{{- define "cdb.prometheusRuleEnabled" -}}
+{{- $mode := .Values.monitoring.prometheusRule.mode }}
+{{- if eq $mode "enabled" }}true
+{{- else if and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true
+{{- end }}
+{{- end }}
+
 
 {{/* cdb-operator's arguments: kopf's health endpoint and the namespaces to watch. */}}
 {{- define "cdb.operatorArgs" -}}

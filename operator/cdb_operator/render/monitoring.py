@@ -13,6 +13,24 @@ from cdb_operator.render.common import METRICS_LABEL, Bot, Manifest, instance_la
 API_VERSION = "monitoring.coreos.com/v1"
 
 
+#: Target labels every series gets: ``bot`` (the TradingBot's name, so two bots in one
+#: namespace stay apart) and ``service`` (feed, signal, risk, ... instead of the Kubernetes
+#: Service's name; the services export no ``service`` label of their own, so nothing is
+#: renamed ``exported_service``). The dashboard and the alert rules group by both.
+RELABELINGS = [
+    {
+        "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+        "targetLabel": "bot",
+        "action": "replace",
+    },
+    {
+        "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"],
+        "targetLabel": "service",
+        "action": "replace",
+    },
+]
+
+
 def wants_service_monitor(bot: Bot) -> bool:
     return bot.spec.monitoring.service_monitor != "disabled" and bot.monitoring_api
 
@@ -37,6 +55,7 @@ def render_service_monitor(bot: Bot) -> list[Manifest]:
                         "path": "/metrics",
                         "interval": bot.spec.monitoring.interval,
                         "scheme": "http",
+                        "relabelings": RELABELINGS,
                     }
                 ],
                 "targetLabels": ["app.kubernetes.io/component"],

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from prometheus_client import Counter, Gauge
 
 from cdb.bus import ALERTS, MARKET_DATA, ORDERS, Bus, Delivery
 from cdb.events import Alert, MarketData, Order
@@ -26,6 +25,7 @@ from cdb.exchange.trading import CcxtVenue, Venue
 from cdb.execution.executor import Executor, halt_reason
 from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
+from cdb.execution.metrics import ExecutionMetrics
 from cdb.execution.reconcile import reconcile
 from cdb.execution.settings import ExecutionSettings
 from cdb.runtime import TRANSIENT, Service, TransientError
@@ -79,13 +79,9 @@ class ExecutionService(Service):
         self.reconcile_error: str | None = None
         self.last_result: dict[str, Any] | None = None
         self._last_recheck = 0.0
-        self.results = Counter(
-            "cdb_execution_orders", "Order results published", ["status"], registry=self.registry
-        )
-        self.cash_gauge = Gauge("cdb_execution_cash", "Cash in QUOTE_ASSET", registry=self.registry)
-        self.fail_closed_gauge = Gauge(
-            "cdb_execution_fail_closed", "1 while new orders are refused", registry=self.registry
-        )
+        self.metrics = ExecutionMetrics(self.registry, settings.QUOTE_ASSET)
+        self.results = self.metrics.results
+        self.fail_closed_gauge = self.metrics.fail_closed
 
     def _venue(self) -> Venue:
         s = self.settings
@@ -197,9 +193,7 @@ class ExecutionService(Service):
             self._last_recheck = time.monotonic()
             for result in self.executor.refresh_unknown(look_up=True):
                 self._publish(result)
-            cash = self.ledger.cash()
-            if cash is not None:
-                self.cash_gauge.set(cash)
+            self.metrics.read_ledger(self.ledger)
         self.fail_closed_gauge.set(1 if self.executor.problems.fail_closed else 0)
         return None
 

@@ -83,22 +83,29 @@ def build_source(settings: FeedSettings) -> Source:
     )
 
 
+#: Event types the feed publishes: their counters exist from the start, at 0.
+PUBLISHED_TYPES = ("market_data", "market_status")
+
+
 class _FeedCollector:
+    """The feed's counters; also under their pre-``cdb_`` names for one release (CHANGELOG)."""
+
     def __init__(self, service: FeedService) -> None:
         self.service = service
 
     def collect(self):
-        published = CounterMetricFamily(
-            "feed_events_published", "Events the feed published, per type", labels=["type"]
-        )
-        for kind, value in sorted(self.service.published.items()):
-            published.add_metric([kind], value)
-        yield published
-        backlog = GaugeMetricFamily(
-            "feed_unpublished_events", "Events polled but not yet on the stream"
-        )
-        backlog.add_metric([], len(self.service.pending))
-        yield backlog
+        counts = {**dict.fromkeys(PUBLISHED_TYPES, 0), **self.service.published}
+        for name in ("cdb_feed_events_published", "feed_events_published"):
+            published = CounterMetricFamily(
+                name, "Events the feed published, per type", labels=["type"]
+            )
+            for kind, value in sorted(counts.items()):
+                published.add_metric([kind], value)
+            yield published
+        for name in ("cdb_feed_unpublished_events", "feed_unpublished_events"):
+            yield GaugeMetricFamily(
+                name, "Events polled but not yet on the stream", value=len(self.service.pending)
+            )
 
 
 class FeedService(Service):

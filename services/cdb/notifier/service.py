@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from cdb.bus import ALERTS, Bus, Delivery
 from cdb.events import Alert
+from cdb.metrics import PostgresUp, zero
 from cdb.notifier import policy
 from cdb.notifier.push import Pusher
 from cdb.notifier.settings import NotifierSettings
@@ -83,6 +84,10 @@ class NotifierService(Service):
             ["outcome"],
             registry=self.registry,
         )
+        # series from the start, at 0 (outcomes: cdb/notifier/push.py and the rate limit)
+        zero(self.alerts_total, [("INFO",), ("WARNING",), ("CRITICAL",)])
+        zero(self.pushes_total, [("sent",), ("gone",), ("failed",), ("suppressed",)])
+        self.registry.register(PostgresUp(lambda: self.db_error is None))
 
     # -- runtime hooks ---------------------------------------------------------------------------
 

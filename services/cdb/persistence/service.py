@@ -20,6 +20,8 @@ import psycopg2
 from prometheus_client import Counter
 
 from cdb.bus import ALERTS, HEALTH, ORDER_RESULT, ORDERS, SIGNALS, Bus, Delivery
+from cdb.metrics import PostgresUp, zero
+from cdb.persistence.rows import TABLES
 from cdb.persistence.settings import PersistenceSettings
 from cdb.persistence.writer import UNAVAILABLE, Writer, WriteResult
 from cdb.runtime import Service
@@ -61,6 +63,10 @@ class PersistenceService(Service):
             "Entries the database refused for their content (dead-lettered)",
             registry=self.registry,
         )
+        known = [(table.name,) for table in TABLES]  # series from the start, at 0
+        zero(self.rows_total, known)
+        zero(self.duplicates_total, known)
+        self.registry.register(PostgresUp(lambda: self.db_error is None))
 
     # -- runtime hooks ---------------------------------------------------------------------------
 

@@ -20,9 +20,11 @@ from prometheus_client import Counter
 
 from cdb.bus import BREAKER_KEY, HELD_KEY, Bus
 from cdb.events import Event, Order
+from cdb.metrics import zero
 from cdb.risk import rules, views
 from cdb.risk.breaker import Breaker, utc_day
 from cdb.risk.market import MarketView
+from cdb.risk.metrics import KNOWN_DECISIONS
 from cdb.risk.portfolio import PendingOrder, Portfolio
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent, Store
@@ -68,6 +70,7 @@ class Guard(Service):
             ["decision", "rule"],
             registry=self.registry,
         )
+        zero(self.decisions, KNOWN_DECISIONS)
 
     def now(self) -> int:
         return int(self.clock())
@@ -175,22 +178,6 @@ class Guard(Service):
             price_ts=self.market.times.get(symbol),
             move_pct=self.market.move_pct(symbol),
         )
-
-    def _equity(self) -> float:
-        with self.lock:
-            return self.book.equity(self.market.prices)
-
-    def _drawdown(self) -> float:
-        with self.lock:
-            return rules.drawdown_pct(self.book.equity(self.market.prices), self.day_start)
-
-    def _exposure(self) -> float:
-        with self.lock:
-            equity = self.book.equity(self.market.prices)
-            return self.book.exposure_value(self.market.prices) / equity * 100 if equity > 0 else 0
-
-    def _engaged(self) -> float:
-        return 1.0 if self.breaker.engaged(self.day) else 0.0
 
     def describe(self) -> dict[str, Any]:
         """The ``/status`` fields."""

@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from prometheus_client import Gauge
-
 from cdb.bus import CONTROL, MARKET_DATA, ORDER_RESULT, SIGNALS, Bus, Delivery
 from cdb.events import (
     Control,
@@ -27,8 +25,10 @@ from cdb.events import (
     Signal,
     stable_id,
 )
+from cdb.metrics import PostgresUp
 from cdb.risk import rules
 from cdb.risk.guard import Guard
+from cdb.risk.metrics import RiskCollector
 from cdb.risk.portfolio import FAILED
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent
@@ -49,19 +49,8 @@ class RiskService(Guard):
         self, settings: RiskSettings, bus: Bus, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(settings, bus, clock)
-        for gauge_name, doc, fn in (
-            ("cdb_risk_equity", "Equity at the latest prices", self._equity),
-            ("cdb_risk_drawdown_pct", "Loss since the UTC day's start, %", self._drawdown),
-            ("cdb_risk_exposure_pct", "Positions and pending entries, % of equity", self._exposure),
-            ("cdb_risk_open_positions", "Open positions", lambda: len(self.book.positions)),
-            ("cdb_risk_breaker_engaged", "1 while the breaker is engaged", self._engaged),
-            (
-                "cdb_risk_blind_positions",
-                "Held symbols whose last price is older than RISK_MARKET_DATA_MAX_AGE_S",
-                lambda: len(self.blind),
-            ),
-        ):
-            Gauge(gauge_name, doc, registry=self.registry).set_function(fn)
+        self.registry.register(RiskCollector(self))
+        self.registry.register(PostgresUp(lambda: self.store.last_error is None))
 
     # -- the runtime's hooks ---------------------------------------------------------------
 

@@ -31,25 +31,25 @@ class _SignalCollector:
         self.engine = engine
 
     def collect(self):
-        generated = CounterMetricFamily(
-            "signals_generated", "Signals published", labels=["strategy", "side"]
-        )
-        for (strategy, side), value in sorted(self.engine.generated.items()):
-            generated.add_metric([strategy, side], value)
-        if not self.engine.generated:  # the series exists from the start, at 0
-            for strategy in self.engine.strategies:
-                generated.add_metric([strategy.name, "BUY"], 0)
-        yield generated
-        yield CounterMetricFamily(
-            "signal_market_data_evaluated",
-            "market_data events run through the strategies",
-            value=self.engine.evaluated,
-        )
-        yield CounterMetricFamily(
-            "signals_suppressed_cooldown",
-            "Signals a strategy produced but the per-symbol cooldown held back",
-            value=self.engine.suppressed,
-        )
+        counts = dict(self.engine.generated)
+        for strategy in self.engine.strategies:  # the series exist from the start, at 0
+            counts.setdefault((strategy.name, "BUY"), 0)
+        # each under its conventional name, then its old one (an alias for one release)
+        for name in ("cdb_signal_generated", "signals_generated"):
+            generated = CounterMetricFamily(name, "Signals published", labels=["strategy", "side"])
+            for (strategy, side), value in sorted(counts.items()):
+                generated.add_metric([strategy, side], value)
+            yield generated
+        for name in ("cdb_signal_market_data_evaluated", "signal_market_data_evaluated"):
+            yield CounterMetricFamily(
+                name, "market_data events run through the strategies", value=self.engine.evaluated
+            )
+        for name in ("cdb_signal_suppressed_cooldown", "signals_suppressed_cooldown"):
+            yield CounterMetricFamily(
+                name,
+                "Signals a strategy produced but the per-symbol cooldown held back",
+                value=self.engine.suppressed,
+            )
 
 
 class SignalService(Service):
