@@ -173,9 +173,11 @@ class Up:
     def _start_children(self) -> None:
         assert self.servers is not None
         for name in plan.START_ORDER:
-            env = plan.child_env(
-                os.environ, name, self.ports[name], self.servers.env, self.args.feed
-            )
+            servers = {
+                **self.servers.env,
+                "NOTIFIER_URL": f"http://127.0.0.1:{self.ports['notifier']}",
+            }
+            env = plan.child_env(os.environ, name, self.ports[name], servers, self.args.feed)
             child = Child(name, self.ports[name], env, self.data_dir / "logs" / f"{name}.log")
             child.start()
             self.children[name] = child
@@ -289,6 +291,7 @@ class Up:
             self._start_children()
             self._write_session()
             self.say(f"services   started: {', '.join(plan.START_ORDER)} (paper trading)")
+            self.say(f"dashboard  http://127.0.0.1:{self.ports['dashboard']}/")
             snap = self._watch()
         except SetupError as exc:
             return self.fail(str(exc))

@@ -27,7 +27,7 @@ from cdb.events import (
     Signal,
     stable_id,
 )
-from cdb.risk import rules
+from cdb.risk import checks, rules
 from cdb.risk.guard import Guard
 from cdb.risk.portfolio import FAILED
 from cdb.risk.settings import RiskSettings
@@ -163,6 +163,7 @@ class RiskService(Guard):
             if snap.equity > 0
             else None,
             "open_positions": snap.open_positions,
+            "checks": checks.record(signal, snap, self.limits, decision),
         }
         event = RiskEvent(
             key,
