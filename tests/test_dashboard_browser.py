@@ -394,3 +394,37 @@ def test_push_page_registers_the_worker_and_subscribes_through_the_notifier(pipe
     assert status == 201
     stored = pipe.sql("SELECT endpoint FROM webpush_subscriptions")
     assert stored == [(subscription["endpoint"],)]
+
+
+def test_cli_twin_engages_the_kill_switch_and_releases(pipe):
+    """``cdb breaker`` takes the same path: confirmed by the risk manager, signals halted."""
+    env = {**os.environ, **pipe.redis_server.env()}
+
+    def cdb(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cdb", "breaker", *args, "--data-dir", "/nonexistent"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refused = cdb("engage")
+    assert refused.returncode == 2 and "reason" in refused.stderr
+    engaged = cdb("engage", "--kill-switch", "--reason", "cli test", "--json")
+    assert engaged.returncode == 0, engaged.stderr
+    out = json.loads(engaged.stdout)
+    assert out["confirmed"] and out["breaker"]["kill_switch"] and out["action"] == "kill_switch"
+    signal_id = inject_signal(pipe, "BTC_USDT")
+    decision = wait_until(
+        lambda: pipe.sql(
+            "SELECT decision, rule FROM risk_events WHERE signal_id = %s", (signal_id,)
+        ),
+        timeout=30,
+    )
+    assert decision == [("halt", "kill_switch")]
+    status = cdb("status")
+    assert status.returncode == 0 and "ENGAGED by kill switch – cli test" in status.stdout
+    released = cdb("release", "--kill-switch", "--reason", "cli test over")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert pipe.breaker()["engaged"] == "0"

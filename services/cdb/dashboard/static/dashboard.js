@@ -42,9 +42,11 @@
     const by = [b.manual && "manual", b.kill_switch && "kill switch", b.drawdown && "daily loss limit"].filter(Boolean);
     el.textContent = b.engaged ? "ENGAGED (" + by.join(", ") + ")" : "released – trading allowed";
     el.className = "state " + (b.engaged ? "engaged" : "released");
-    detail.textContent = "reason: " + (b.reason || "–") + " · confirmed by the risk manager at " +
-      (b.updated_at ? new Date(b.updated_at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "–") +
-      (b.control_id ? " · control " + b.control_id : "");
+    detail.textContent = b.updated_at
+      ? "reason: " + (b.reason || "–") + " · confirmed by the risk manager at " +
+        new Date(b.updated_at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" +
+        (b.control_id ? " · control " + b.control_id : "")
+      : "never engaged (as reported by the risk manager)";
   }
 
   function chart(id, opts, data, existing) {
@@ -98,7 +100,7 @@
     }, [eq.map(p => p[0]), eq.map(p => p[1])], equityPlot);
     const days = d.daily_pnl.length ? d.daily_pnl : [{ day: Math.floor(d.now / 86400) * 86400, realized_pnl: 0 }];
     pnlPlot = chart("pnl-chart", {
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: (u, min, max) => [min - 86400, max + 86400] } },
       series: [{}, { label: "realized P&L " + quote, stroke: "#137333", fill: "rgba(19,115,51,.3)",
         paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false }, value: (u, v) => fmt(v) }],
       axes: [{}, { size: 70 }],
