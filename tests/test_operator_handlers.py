@@ -47,6 +47,7 @@ BASE_RESOURCES = {
     "apps/v1/statefulsets": ("StatefulSet", True),
     "batch/v1/cronjobs": ("CronJob", True),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
+    "networking.k8s.io/v1/ingresses": ("Ingress", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
 }
 PLURALS = {
@@ -59,6 +60,7 @@ PLURALS = {
     "StatefulSet": "apps/v1/statefulsets",
     "CronJob": "batch/v1/cronjobs",
     "NetworkPolicy": "networking.k8s.io/v1/networkpolicies",
+    "Ingress": "networking.k8s.io/v1/ingresses",
     "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
     "TradingBot": f"{model.API_VERSION}/{model.PLURAL}",
 }
@@ -234,7 +236,7 @@ EXPECTED = {
 def has_all_children(c: Cluster) -> bool:
     kinds = c.kinds()
     return all(names <= kinds.get(plural, set()) for plural, names in EXPECTED.items()) and (
-        len(kinds.get("networkpolicies", ())) == 8
+        len(kinds.get("networkpolicies", ())) == 10
     )
 
 

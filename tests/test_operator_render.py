@@ -169,10 +169,10 @@ def test_children_default_set() -> None:
         kinds[o["kind"]] = kinds.get(o["kind"], 0) + 1
     assert kinds == {
         "ConfigMap": 1,
-        "NetworkPolicy": 8,
-        "Service": 8,
+        "NetworkPolicy": 10,
+        "Service": 9,
         "StatefulSet": 2,
-        "Deployment": 6,
+        "Deployment": 7,
         "PersistentVolumeClaim": 1,
         "CronJob": 1,
     }
@@ -313,6 +313,8 @@ def test_writers_migrate_first_and_get_the_postgres_password() -> None:
             assert init["args"] == ["db", "migrate"]
             assert parser.parse_args(init["args"]).action == "migrate"
             assert "POSTGRES_PASSWORD" in env
+        elif service in model.POSTGRES_READERS:  # reads, never migrates
+            assert "initContainers" not in pod and "POSTGRES_PASSWORD" in env
         else:
             assert "initContainers" not in pod and "POSTGRES_PASSWORD" not in env
 
@@ -506,8 +508,9 @@ def test_network_policies_deny_by_default_then_allow_what_each_needs() -> None:
     assert operator_peer["podSelector"]["matchLabels"] == OPERATOR_POD_LABELS
     assert redis_in["ports"] == [{"protocol": "TCP", "port": 6379}]
     pg_in = p["postgres"]["spec"]["ingress"][0]
-    assert _components(pg_in["from"][0]["podSelector"]) == {*model.POSTGRES_USERS, "backup"}
-    assert _components(p["to-postgres"]["spec"]["podSelector"]) == {*model.POSTGRES_USERS, "backup"}
+    pg_clients = {*model.POSTGRES_USERS, *model.POSTGRES_READERS, "backup"}
+    assert _components(pg_in["from"][0]["podSelector"]) == pg_clients
+    assert _components(p["to-postgres"]["spec"]["podSelector"]) == pg_clients
     internet = p["internet"]["spec"]
     assert _components(internet["podSelector"]) == {"feed", "execution", "notifier"}
     assert [t["ipBlock"]["cidr"] for t in internet["egress"][0]["to"]] == FULL["networkPolicy"][
@@ -576,6 +579,14 @@ def test_notifier_alone_gets_its_web_push_secret() -> None:
         env_from = d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
         refs = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
         assert refs == (["push-keys"] if name == "demo-notifier" else []), name
+    # the dashboard gets only the notifier's token from that Secret, by key, optional
+    dash = by_kind(objs, "Deployment")["demo-dashboard"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in dash["containers"][0]["env"]}
+    assert env["NOTIFIER_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "push-keys",
+        "key": "NOTIFIER_API_TOKEN",
+        "optional": True,
+    }
     assert not any(
         "secretRef" in e
         for d in by_kind(render_children(make()), "Deployment").values()
@@ -623,3 +634,67 @@ def test_probe_timing_matches_the_runtime_bounds() -> None:
     # the runtime (capped at 5 s) plus one probe period after the dependency is back.
     assert ready.get("successThreshold", 1) == 1
     assert 5 + ready["periodSeconds"] <= 10
+
+
+def test_dashboard_deployment_service_token_and_policies() -> None:
+    objs = render_children(make({"services": {"dashboard": {"envSecret": "dash-token"}}}))
+    dash = by_kind(objs, "Deployment")["demo-dashboard"]
+    c = dash["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["run", "dashboard"]
+    assert {"secretRef": {"name": "dash-token"}} in c["envFrom"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["NOTIFIER_URL"] == "http://demo-notifier:8005"
+    assert env["HTTP_PORT"] == "8006"
+    svc = by_kind(objs, "Service")["demo-dashboard"]
+    assert svc["spec"]["ports"][0]["port"] == 8006
+    assert "Ingress" not in {o["kind"] for o in objs}
+    p = {
+        o["metadata"]["name"].removeprefix("demo-np-"): o
+        for o in by_kind(objs, "NetworkPolicy").values()
+    }
+    to_notifier = p["notifier-from-dashboard"]["spec"]
+    assert _components(to_notifier["podSelector"]) == {"notifier"}
+    assert _components(to_notifier["ingress"][0]["from"][0]["podSelector"]) == {"dashboard"}
+    assert to_notifier["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8005}]
+    out = p["dashboard-to-notifier"]["spec"]
+    assert _components(out["podSelector"]) == {"dashboard"}
+    assert out["egress"][0]["ports"] == [{"protocol": "TCP", "port": 8005}]
+    assert "dashboard-from-ingress" not in p
+
+
+def test_dashboard_ingress_is_optional_and_admitted_by_the_network_policy() -> None:
+    spec = {
+        "services": {
+            "dashboard": {
+                "ingress": {
+                    "enabled": True,
+                    "host": "bot.example.com",
+                    "className": "nginx",
+                    "tlsSecret": "bot-tls",
+                    "annotations": {"nginx.ingress.kubernetes.io/ssl-redirect": "true"},
+                    "controllerNamespace": "ingress",
+                }
+            }
+        }
+    }
+    objs = render_children(make(spec))
+    ingress = by_kind(objs, "Ingress")["demo-dashboard"]
+    for version in (VERSIONS[0], VERSIONS[-1]):
+        kubernetes_validate.validate(ingress, version, strict=True)
+    body = ingress["spec"]
+    assert body["ingressClassName"] == "nginx"
+    assert body["tls"] == [{"secretName": "bot-tls", "hosts": ["bot.example.com"]}]
+    rule = body["rules"][0]
+    assert rule["host"] == "bot.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "demo-dashboard", "port": {"number": 8006}}
+    assert (
+        ingress["metadata"]["annotations"]
+        == spec["services"]["dashboard"]["ingress"]["annotations"]
+    )
+    policy = by_kind(objs, "NetworkPolicy")["demo-np-dashboard-from-ingress"]["spec"]
+    assert _components(policy["podSelector"]) == {"dashboard"}
+    assert policy["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress"
+    }
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8006}]

@@ -36,6 +36,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("batch/v1", "CronJob"): "cronjobs",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("networking.k8s.io/v1", "Ingress"): "ingresses",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
     (model.API_VERSION, model.KIND): model.PLURAL,
 }

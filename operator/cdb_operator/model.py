@@ -36,10 +36,13 @@ SERVICE_PORTS: dict[str, int] = {
     "execution": 8003,
     "persistence": 8004,
     "notifier": 8005,
+    "dashboard": 8006,
 }
 SERVICES = tuple(SERVICE_PORTS)
 #: Services that write PostgreSQL (they get its password and run migrations first).
 POSTGRES_USERS = ("risk", "execution", "persistence", "notifier")
+#: Services that only read PostgreSQL (they get its password, never migrate).
+POSTGRES_READERS = ("dashboard",)
 #: Services that talk to the outside world on 443 (exchange API, web push).
 INTERNET_USERS = ("feed", "execution", "notifier")
 #: Services that may run more than one replica: consumers whose work is idempotent and
@@ -217,6 +220,43 @@ class NotifierService(ScalableService):
     )
 
 
+class DashboardIngress(Spec):
+    """An optional Ingress in front of the dashboard (TLS strongly advised: it carries the token)."""
+
+    enabled: bool = Field(False, description="Make an Ingress for the dashboard")
+    host: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = Field(
+        None, description="Host name the Ingress answers (unset: every host)"
+    )
+    class_name: Annotated[str, Field(max_length=253)] | None = Field(
+        None, description="IngressClass (unset: the cluster's default)"
+    )
+    tls_secret: ObjectName | None = Field(
+        None, description="Secret (kubernetes.io/tls) with the certificate for host"
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, description="Annotations for the ingress controller"
+    )
+    controller_namespace: Annotated[str, Field(max_length=63)] = Field(
+        "ingress-nginx",
+        description="Namespace of the ingress controller, admitted to the dashboard's port "
+        "by the NetworkPolicy",
+    )
+
+
+class DashboardService(Service):
+    """The dashboard: read-only unless its Secret holds DASHBOARD_TOKEN."""
+
+    env_secret: ObjectName | None = Field(
+        None,
+        description="Secret whose keys become the dashboard's environment (DASHBOARD_TOKEN: "
+        "allows engaging/releasing the breaker and push subscriptions); given to the "
+        "dashboard only",
+    )
+    ingress: DashboardIngress = Field(
+        default_factory=DashboardIngress, description="Optional Ingress"
+    )
+
+
 class Services(Spec):
     """Per-service settings; risk and execution always run exactly one replica."""
 
@@ -229,6 +269,10 @@ class Services(Spec):
     )
     notifier: NotifierService = Field(
         default_factory=NotifierService, description="Alert notifier (web push)"
+    )
+    dashboard: DashboardService = Field(
+        default_factory=DashboardService,
+        description="Dashboard: status, positions, P&L, explanations, the breaker's buttons",
     )
 
 

@@ -32,6 +32,7 @@ API_USAGE: dict[tuple[str, str], tuple[str, ...]] = {
     ("apps", "statefulsets"): _CHILD_VERBS,
     ("batch", "cronjobs"): _CHILD_VERBS,
     ("networking.k8s.io", "networkpolicies"): _CHILD_VERBS,
+    ("networking.k8s.io", "ingresses"): _CHILD_VERBS,
     ("monitoring.coreos.com", "servicemonitors"): _CHILD_VERBS,
 }
 

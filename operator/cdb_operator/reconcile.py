@@ -31,6 +31,7 @@ Key = tuple[str, str]
 #: Kinds removed when the spec stops asking for them (policies off, backup off, monitoring off).
 PRUNABLE = (
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("networking.k8s.io/v1", "Ingress"),
     ("batch/v1", "CronJob"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 )

@@ -20,6 +20,7 @@ SERVICES: dict[str, str] = {
     "execution": "cdb.execution.service",
     "persistence": "cdb.persistence.service",
     "notifier": "cdb.notifier.service",
+    "dashboard": "cdb.dashboard.service",
 }
 
 #: Extra subcommands contributed by other modules: name → (module, help). Each module has
@@ -31,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
     "healthcheck": ("cdb.healthcheck", "the image's HEALTHCHECK: is the container's program live"),
+    "breaker": ("cdb.dashboard.cli_breaker", "engage, release or show the circuit breaker"),
+    "explain": ("cdb.dashboard.cli_explain", "why an order was sent: signal, risk checks, fills"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"

@@ -35,7 +35,7 @@ The operator's API calls as RBAC rules: exactly cdb_operator.rbac.API_USAGE, not
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
+  resources: ["networkpolicies", "ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]

@@ -11,6 +11,7 @@ from cdb_operator import model
 from cdb_operator.render.backup import render_backup_cronjob, render_backup_pvc
 from cdb_operator.render.common import Bot, Manifest
 from cdb_operator.render.config import render_configmap, render_secret
+from cdb_operator.render.dashboard import render_dashboard_ingress
 from cdb_operator.render.datastores import render_postgres, render_redis, render_store_service
 from cdb_operator.render.monitoring import render_service_monitor
 from cdb_operator.render.network import render_network_policies
@@ -27,6 +28,7 @@ def render_children(bot: Bot) -> list[Manifest]:
         out += [render_store_service(bot, store), render(bot)]
     for service in model.SERVICES:
         out += [render_service(bot, service), render_deployment(bot, service)]
+    out += render_dashboard_ingress(bot)
     if bot.spec.backup.enabled:
         out += [render_backup_pvc(bot), render_backup_cronjob(bot)]
     out += render_service_monitor(bot)

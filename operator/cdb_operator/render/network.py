@@ -3,7 +3,8 @@
 Allowed: DNS for all; every service → Redis; the writers and the backup → PostgreSQL;
 the backup → Redis (RDB snapshot); feed, execution and notifier → port 443 (exchange,
 web push); the operator's namespace → Redis (breaker control); the monitoring namespace →
-the services' metrics ports.
+the services' metrics ports; dashboard → notifier (push subscriptions), PostgreSQL (read)
+and Redis; the ingress controller's namespace → the dashboard, when its Ingress is on.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
     np = bot.spec.network_policy
     services = list(model.SERVICES)
     redis_clients = [*services, "backup"]
-    pg_clients = [*model.POSTGRES_USERS, "backup"]
+    pg_clients = [*model.POSTGRES_USERS, *model.POSTGRES_READERS, "backup"]
     everyone = {"matchLabels": instance_labels(bot)}
-    return [
+    policies = [
         _policy(bot, "default-deny", everyone, ingress=[], egress=[]),
         _policy(
             bot,
@@ -140,4 +141,43 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
                 }
             ],
         ),
+        *_dashboard_policies(bot),
     ]
+    return policies
+
+
+def _dashboard_policies(bot: Bot) -> list[Manifest]:
+    """Dashboard → notifier (web-push subscriptions); the ingress controller → dashboard."""
+    notifier_port = _tcp(model.SERVICE_PORTS["notifier"])
+    out = [
+        _policy(
+            bot,
+            "notifier-from-dashboard",
+            _pods(bot, ["notifier"]),
+            ingress=[
+                {"from": [{"podSelector": _pods(bot, ["dashboard"])}], "ports": [notifier_port]}
+            ],
+        ),
+        _policy(
+            bot,
+            "dashboard-to-notifier",
+            _pods(bot, ["dashboard"]),
+            egress=[{"to": [{"podSelector": _pods(bot, ["notifier"])}], "ports": [notifier_port]}],
+        ),
+    ]
+    ingress = bot.spec.services.dashboard.ingress
+    if ingress.enabled:
+        out.append(
+            _policy(
+                bot,
+                "dashboard-from-ingress",
+                _pods(bot, ["dashboard"]),
+                ingress=[
+                    {
+                        "from": [{"namespaceSelector": _namespace(ingress.controller_namespace)}],
+                        "ports": [_tcp(model.SERVICE_PORTS["dashboard"])],
+                    }
+                ],
+            )
+        )
+    return out

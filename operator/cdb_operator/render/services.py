@@ -2,7 +2,8 @@
 
 Risk and execution run exactly one replica with the ``Recreate`` strategy, so even a
 rollout never has two of them; feed and signal keep in-memory windows and do the same.
-Services that write PostgreSQL run ``cdb db migrate`` in an init container first.
+Services that write PostgreSQL run ``cdb db migrate`` in an init container first; the
+dashboard only reads it. The dashboard's optional Ingress is in ``render.dashboard``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,25 @@ def service_env(bot: Bot, service: str) -> list[dict[str, Any]]:
         {"name": "CDB_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         config.secret_env(bot, "REDIS_PASSWORD"),
     ]
-    if service in model.POSTGRES_USERS:
+    if service in model.POSTGRES_USERS or service in model.POSTGRES_READERS:
         env.append(config.secret_env(bot, "POSTGRES_PASSWORD"))
     if service == "execution":
         env.extend(config.credentials_env(bot))
+    if service == "dashboard":
+        env.extend(dashboard_env(bot))
+    return env
+
+
+def dashboard_env(bot: Bot) -> list[dict[str, Any]]:
+    """Where the notifier is, and its token (from the notifier's Secret, when it has one)."""
+    port = model.SERVICE_PORTS["notifier"]
+    env: list[dict[str, Any]] = [
+        {"name": "NOTIFIER_URL", "value": f"http://{bot.child('notifier')}:{port}"}
+    ]
+    secret = bot.spec.services.notifier.env_secret
+    if secret:
+        ref = {"name": secret, "key": "NOTIFIER_API_TOKEN", "optional": True}
+        env.append({"name": "NOTIFIER_API_TOKEN", "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 #: Start order: consumers before producers, so the first events find their readers running.
-START_ORDER = ("persistence", "notifier", "execution", "risk", "signal", "feed")
+START_ORDER = ("persistence", "notifier", "dashboard", "execution", "risk", "signal", "feed")
 #: Stop order: producers first, so nothing new arrives while the consumers finish.
 STOP_ORDER = tuple(reversed(START_ORDER))
-#: The services' own ports (feed 8000 … notifier 8005).
+#: The services' own ports (feed 8000 … notifier 8005, dashboard 8006).
 DEFAULT_PORTS = {
     "feed": 8000,
     "signal": 8001,
@@ -24,6 +24,7 @@ DEFAULT_PORTS = {
     "execution": 8003,
     "persistence": 8004,
     "notifier": 8005,
+    "dashboard": 8006,
 }
 DISPLAY_ORDER = tuple(DEFAULT_PORTS)
 

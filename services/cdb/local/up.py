@@ -177,11 +177,15 @@ class Up:
     def _start_children(self) -> None:
         assert self.servers is not None
         for name in plan.START_ORDER:
+            servers = {
+                **self.servers.env,
+                "NOTIFIER_URL": f"http://127.0.0.1:{self.ports['notifier']}",
+            }
             env = plan.child_env(
                 os.environ,
                 name,
                 self.ports[name],
-                self.servers.env,
+                servers,
                 self.args.feed,
                 speed=self.args.speed,
             )
@@ -340,6 +344,7 @@ class Up:
                 f"services   started: {', '.join(plan.START_ORDER)} "
                 f"(paper trading, {self.args.feed} market data)"
             )
+            self.say(f"dashboard  http://127.0.0.1:{self.ports['dashboard']}/")
             snap = self._watch()
         except SetupError as exc:
             return self.fail(str(exc))

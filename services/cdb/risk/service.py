@@ -26,7 +26,7 @@ from cdb.events import (
     stable_id,
 )
 from cdb.metrics import PostgresUp
-from cdb.risk import rules
+from cdb.risk import checks, rules
 from cdb.risk.guard import Guard
 from cdb.risk.metrics import RiskCollector
 from cdb.risk.portfolio import FAILED
@@ -171,6 +171,7 @@ class RiskService(Guard):
             if snap.equity > 0
             else None,
             "open_positions": snap.open_positions,
+            "checks": checks.record(signal, snap, self.limits, decision),
         }
         event = RiskEvent(
             key,
