@@ -36,6 +36,7 @@ class Chunk:
     pct: np.ndarray
     valid: np.ndarray  # bool
     move: np.ndarray
+    col_of: dict[str, int]  # symbol → column
 
     @property
     def rows(self) -> int:
@@ -185,9 +186,9 @@ class ChunkReader:
                     )
                 row = (offset // self.step_ms).astype(np.int64) + t
                 flat = row * n_sym + sym
-                if len(np.unique(flat)) != len(flat):
-                    uniq, counts = np.unique(flat, return_counts=True)
-                    f = int(uniq[counts > 1][0])
+                counts = np.bincount(flat, minlength=(t + rows) * n_sym)
+                if counts.max() > 1:
+                    f = int(np.flatnonzero(counts > 1)[0])
                     when = start + (f // n_sym - t) * self.step_ms
                     raise CandleFileError(f"two candles for {self.names[f % n_sym]} at {when} ms")
                 grid["open"][row, sym] = np.concatenate([p[2] for p in parts])
@@ -248,4 +249,5 @@ class ChunkReader:
             move = np.where(valid, (hi - lo) / lo * 100.0, 0.0)
         names = list(self.names)
         order = np.asarray(sorted(range(n_sym), key=names.__getitem__), dtype=np.int64)
-        return Chunk(names, order, ts, close[cur], volume, pct, valid, move)
+        col_of = {name: i for i, name in enumerate(names)}
+        return Chunk(names, order, ts, close[cur], volume, pct, valid, move, col_of)

@@ -219,7 +219,7 @@ class Backtest:
         cand = self._candidates(chunk)
         valid = chunk.valid
         cand_rows = np.flatnonzero(cand.any(axis=1))
-        col_of = {name: i for i, name in enumerate(chunk.names)}
+        col_of = chunk.col_of
         order, names = chunk.order, chunk.names
         close, move, ts_arr = chunk.close, chunk.move, chunk.ts
         held = np.zeros(len(names), bool)
@@ -240,6 +240,10 @@ class Backtest:
                 want = (crow | held) & valid[r]
             else:
                 want = crow
+            if positions and not crow.any() and self._quiet_row(chunk, r, ts):
+                self._sample(ts)
+                r += 1
+                continue
             found = []
             for s in order[want[order]].tolist():
                 market.pending_move = float(move[r, s])
@@ -255,6 +259,42 @@ class Backtest:
                 self._signals(found, ts)
             self._sample(ts)
             r += 1
+
+    def _quiet_row(self, chunk: Chunk, r: int, ts: int) -> bool:
+        """Apply a row of held symbols' prices directly when no handler could act on it.
+
+        True (prices taken) when no held symbol reaches its stop and equity stays clear of
+        the daily-loss trip in every intermediate state of the row (bounded below by each
+        position at the lower of its old and new price, with a 1e-9 margin for rounding);
+        otherwise nothing is changed and the caller runs the handlers event by event.
+        """
+        risk = self.risk
+        if risk.book.exits or risk.exit_retry_at or risk.breaker.engaged(risk.day):
+            return False
+        prices, valid, close = self.market.prices, chunk.valid, chunk.close
+        col_of = chunk.col_of
+        lower = risk.book.cash
+        updates = []
+        for symbol, pos in risk.book.positions.items():
+            old = prices.get(symbol, pos.avg_price)
+            s = col_of[symbol]
+            new = old
+            if valid[r, s]:
+                new = float(close[r, s])
+                if pos.stop_loss is not None and new <= pos.stop_loss:
+                    return False
+                updates.append((symbol, new, s))
+            lower += pos.quantity * (new if new < old else old)
+        start = risk.day_start
+        if start is not None and start > 0:
+            trip = start * (1.0 - risk.limits.max_daily_drawdown_pct / 100.0)
+            if lower <= trip + start * 1e-9:
+                return False
+        market = self.market
+        for symbol, price, s in updates:
+            market.pending_move = float(chunk.move[r, s])
+            market.update(symbol, price, ts)
+        return True
 
     # -- driver ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ open and close, volume >= 0); a bad row raises ``CandleFileError`` naming file a
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import re
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ FREQTRADE_NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9]+_[A-Z0-9]+)-(?P<timeframe>\d+[mhdwM])\.(json|feather)$"
 )
 _MIN_MS = 10**11
-BLOCK_BYTES = 32 << 20  # pyarrow CSV block: ~32 MiB of text (~600k candles) per batch
+BLOCK_BYTES = 16 << 20  # pyarrow CSV block: ~16 MiB of text (~200k candles) per batch
 
 
 class CandleFileError(ValueError):
@@ -88,8 +89,8 @@ def _read_csv(path: Path) -> Iterator[Batch]:
     from pyarrow import csv
 
     with path.open("rb") as fh:
-        header = fh.readline().decode("utf-8", "replace").strip().split(",")
-    header = [h.strip() for h in header]
+        line = fh.readline().decode("utf-8", "replace")
+    header = [h.strip() for h in next(csv_module.reader([line]), [])]
     need = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
     missing = [c for c in need if c not in header]
     if missing:
@@ -100,7 +101,7 @@ def _read_csv(path: Path) -> Iterator[Batch]:
     try:
         reader = csv.open_csv(
             path,
-            read_options=csv.ReadOptions(block_size=BLOCK_BYTES),
+            read_options=csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
             convert_options=csv.ConvertOptions(
                 column_types={k: v for k, v in types.items() if k in header},
                 strings_can_be_null=False,
