@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("cdb.local.status", "print each service's health and the latest activity"),
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
+    "backtest": ("cdb.backtest.cli", "run the live strategy and risk rules over candle files"),
+    "download-data": ("cdb.history.cli", "download OHLCV candles (ccxt) or import freqtrade's"),
+    "report": ("cdb.audit.cli", "figures and rule compliance of the live audit trail"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"

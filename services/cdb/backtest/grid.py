@@ -130,7 +130,7 @@ class ChunkReader:
         interval: str = "1m",
         lookback_min: int = 15,
         move_window_s: int = 300,
-        chunk_rows: int = 20_160,
+        chunk_rows: int = 4_320,
     ) -> None:
         if not paths:
             raise CandleFileError("no candle files given")

@@ -88,7 +88,7 @@ class Backtest:
         *,
         exact: bool = False,
         keep_log: bool = False,
-        chunk_rows: int = 20_160,
+        chunk_rows: int = 4_320,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.config = config
