@@ -128,9 +128,10 @@ class Backtest:
             dd = (self.peak - equity) / self.peak * 100.0
             if dd > self.result.max_drawdown_pct:
                 self.result.max_drawdown_pct, self.result.max_drawdown_ts = dd, ts
-        if force or ts - self.last_sample >= SAMPLE_S or len(self.rec.fills) != self.n_fills:
+        bucket = ts // SAMPLE_S
+        if force or bucket != self.last_sample or len(self.rec.fills) != self.n_fills:
             self.n_fills = len(self.rec.fills)
-            self.last_sample = ts
+            self.last_sample = bucket
             exposure = risk.book.exposure_value(self.market.prices)
             self.result.curve.append((ts, equity, exposure / equity * 100.0 if equity > 0 else 0.0))
 
@@ -218,7 +219,14 @@ class Backtest:
         self._fast_pauses(chunk)
         cand = self._candidates(chunk)
         valid = chunk.valid
-        cand_rows = np.flatnonzero(cand.any(axis=1))
+        # rows the exact loop acts on even without a position: candidates and, so the day
+        # rolls (and the breaker is released) at the same moment, each new day's first event
+        has_events = valid.any(axis=1)
+        event_rows = np.flatnonzero(has_events)
+        days = chunk.ts[event_rows] // 86_400
+        prev_days = np.concatenate([[self.risk.day_number], days[:-1]])
+        new_day_rows = event_rows[days != prev_days]
+        stop_rows = np.union1d(np.flatnonzero(cand.any(axis=1)), new_day_rows)
         col_of = chunk.col_of
         order, names = chunk.order, chunk.names
         close, move, ts_arr = chunk.close, chunk.move, chunk.ts
@@ -226,10 +234,17 @@ class Backtest:
         r, rows = 0, chunk.rows
         while r < rows:
             if not positions:
-                i = int(np.searchsorted(cand_rows, r))
-                if i == len(cand_rows):
+                i = int(np.searchsorted(stop_rows, r))
+                nxt = int(stop_rows[i]) if i < len(stop_rows) else rows
+                skipped = event_rows[(event_rows >= r) & (event_rows < nxt)]
+                if len(skipped):
+                    self._flat_samples(chunk.ts[skipped])
+                if i == len(stop_rows):
                     break
-                r = int(cand_rows[i])
+                r = nxt
+            elif not has_events[r]:
+                r += 1
+                continue
             ts = int(ts_arr[r])
             self._row_start(ts)
             crow = cand[r]
@@ -259,6 +274,16 @@ class Backtest:
                 self._signals(found, ts)
             self._sample(ts)
             r += 1
+
+    def _flat_samples(self, times: np.ndarray) -> None:
+        """The curve samples the exact loop takes on rows skipped while nothing is held."""
+        buckets = times // SAMPLE_S
+        prev = np.concatenate([[self.last_sample], buckets[:-1]])
+        new = times[buckets != prev]
+        if len(new):
+            equity = self.risk.book.equity(self.market.prices)
+            self.result.curve.extend((int(t), equity, 0.0) for t in new.tolist())
+            self.last_sample = int(buckets[-1])
 
     def _quiet_row(self, chunk: Chunk, r: int, ts: int) -> bool:
         """Apply a row of held symbols' prices directly when no handler could act on it.

@@ -128,7 +128,8 @@ class SimRisk:
     ) -> None:
         """Record the decision; keep the breaker; queue the order for the simulated exchange."""
         rec = self.rec
-        if event.rule == "abnormal_move":
+        episode = event.event_key.startswith(("abnormal:", "abnormal_end:"))
+        if episode:  # a symbol paused or resumed (a signal refused for it is a decision)
             if self.record_pauses:
                 pause_event(rec, event.decision, event.symbol or "", event.ts, event.context)
         else:
@@ -137,7 +138,7 @@ class SimRisk:
                 rec.trips.append(
                     {"ts": event.ts, "day": self.day, "reason": event.description, **event.context}
                 )
-        if rec.keep_log:
+        if rec.keep_log and not episode:  # pauses: ``rec.pauses``
             rec.log.append((event.ts, event.decision, event.rule, event.symbol, event.client_id))
         if breaker is not None:
             self.breaker = breaker
