@@ -145,13 +145,13 @@ def _read_csv(path: Path) -> Iterator[Batch]:
         row += rb.num_rows
 
 
-def _freqtrade(path: Path) -> Iterator[Batch]:
+def read_freqtrade(path: Path) -> tuple[str, str, np.ndarray, dict[str, np.ndarray]]:
+    """A freqtrade file: (symbol, timeframe, open times in ms, columns open..volume), checked."""
     m = FREQTRADE_NAME.match(path.name)
     if m is None:
         raise CandleFileError(
             f"{path}: not a freqtrade spot file name like BTC_USDT-1m.json / BTC_USDT-1m.feather"
         )
-    names = [m["symbol"]]
     keys = ("open", "high", "low", "close", "volume")
     if path.suffix == ".json":
         try:
@@ -167,18 +167,25 @@ def _freqtrade(path: Path) -> Iterator[Batch]:
     else:
         from pyarrow import feather
 
-        table = feather.read_table(path)
+        try:
+            table = feather.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise CandleFileError(f"{path}: {exc}") from None
         missing = [c for c in ("date", *keys) if c not in table.column_names]
         if missing:
             raise CandleFileError(f"{path}: feather file lacks {', '.join(missing)}")
         date = table.column("date")
-        ts = date.cast("int64").to_numpy() if str(date.type).startswith("timestamp") else date
         unit = getattr(date.type, "unit", "ms")
-        ts = np.asarray(ts, dtype=np.int64) // {"s": 1, "ms": 1, "us": 1000, "ns": 10**6}[unit]
-        if unit == "s":
-            ts = ts * 1000
+        raw = np.asarray(date.cast("int64").to_numpy(), dtype=np.int64)
+        ts = raw * 1000 if unit == "s" else raw // {"ms": 1, "us": 1000, "ns": 10**6}[unit]
         cols = {k: table.column(k).to_numpy().astype(np.float64) for k in keys}
-    yield _batch(path, names, np.zeros(len(ts), np.int32), ts, cols, 0)
+    _check(path, cols, 0)
+    return m["symbol"], m["timeframe"], ts, cols
+
+
+def _freqtrade(path: Path) -> Iterator[Batch]:
+    symbol, _, ts, cols = read_freqtrade(path)
+    yield _batch(path, [symbol], np.zeros(len(ts), np.int32), ts, cols, 0)
 
 
 def read_batches(path: Path) -> Iterator[Batch]:
