@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "healthcheck": ("cdb.healthcheck", "the image's HEALTHCHECK: is the container's program live"),
     "breaker": ("cdb.dashboard.cli_breaker", "engage, release or show the circuit breaker"),
     "explain": ("cdb.dashboard.cli_explain", "why an order was sent: signal, risk checks, fills"),
+    "backtest": ("cdb.backtest.cli", "run the live strategy and risk rules over candle files"),
+    "download-data": ("cdb.history.cli", "download OHLCV candles (ccxt) or import freqtrade's"),
+    "report": ("cdb.audit.cli", "figures and rule compliance of the live audit trail"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
