@@ -1,8 +1,9 @@
-"""Where the CLI twins find the bot: a running ``cdb up`` (its ``up.json``) or the environment.
+"""Where the CLI twins find the bot: the environment, else the running ``cdb up``.
 
-Locally, ``cdb up`` records its private servers in ``DATA_DIR/up.json``; without that
-file the usual ``REDIS_*`` / ``POSTGRES_*`` variables name the bot's servers (for a bot in
-a cluster: port-forward its Redis and PostgreSQL and set those, see docs/dashboard.md).
+``REDIS_*`` / ``POSTGRES_*`` variables the environment sets name the bot's servers (for a
+bot in a cluster: port-forward its Redis and PostgreSQL and set those, see
+docs/dashboard.md); the servers it does not name come from the running ``cdb up``, found
+through the per-user state file (:mod:`cdb.local.state`) or ``--data-dir``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from pathlib import Path
 
 import redis
 
-from cdb.local import plan
-from cdb.local.status import read_session
+from cdb.local import state
 from cdb.settings import (
     BaseServiceSettings,
     PostgresSettings,
@@ -27,18 +27,20 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=plan.default_data_dir(),
-        help="data directory of a running cdb up (default: $CDB_DATA_DIR or ./.cdb); "
-        "without one, REDIS_* / POSTGRES_* name the servers",
+        default=None,
+        help="data directory of a running cdb up (default: the one cdb up recorded in the "
+        "per-user state file); REDIS_* / POSTGRES_* in the environment win",
     )
 
 
-def _servers(data_dir: Path) -> dict[str, str]:
-    session = read_session(data_dir) or {}
-    return dict(session.get("servers") or {})
+def _servers(data_dir: Path | None) -> dict[str, str]:
+    if data_dir is None:
+        return state.server_overrides(("REDIS_", "POSTGRES_"))
+    bot = state.load(data_dir)
+    return dict(bot.server_env) if bot is not None else {}
 
 
-def redis_for(data_dir: Path) -> redis.Redis:
+def redis_for(data_dir: Path | None) -> redis.Redis:
     """A Redis client for the bot (exits 2 naming a bad variable)."""
     found = {k: v for k, v in _servers(data_dir).items() if k.startswith("REDIS_")}
     try:
@@ -55,7 +57,7 @@ def redis_for(data_dir: Path) -> redis.Redis:
     )
 
 
-def postgres_for(data_dir: Path) -> PostgresSettings:
+def postgres_for(data_dir: Path | None) -> PostgresSettings:
     found = {k: v for k, v in _servers(data_dir).items() if k.startswith("POSTGRES_")}
     try:
         return load_settings(PostgresSettings, **found)
