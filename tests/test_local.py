@@ -124,6 +124,20 @@ def test_replay_trades_from_now_on_and_stays_up_at_its_end():
     assert "SIGNAL_COOLDOWN_S" not in live  # real time: the services' own defaults
 
 
+def test_each_run_starts_a_fresh_log_and_keeps_the_previous_one(tmp_path):
+    log = tmp_path / "logs" / "nosuch.log"
+    log.parent.mkdir()
+    log.write_text("configuration error: from the previous run\n")
+    child = children.Child("nosuch", 1, dict(os.environ), log)
+    child.start(fresh_log=True)  # `cdb run nosuch`: argparse refuses it at once
+    assert child.proc.wait(timeout=60) == 2
+    assert "previous run" not in log.read_text() and "invalid choice" in log.read_text()
+    assert "previous run" in (tmp_path / "logs" / "nosuch.log.1").read_text()
+    child.start()  # a restart within the run appends
+    child.proc.wait(timeout=60)
+    assert log.read_text().count("invalid choice") == 2
+
+
 def test_restart_backoff_doubles_to_a_cap_like_crashloopbackoff():
     assert [children.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert children.backoff(30) == children.BACKOFF_MAX_S

@@ -5,17 +5,20 @@ candles stamped around now — never the network. ``EXCHANGE_BASE_URL`` points c
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+import psycopg2
 import pytest
 from test_feed_market import CONTRACT_DETAIL, EXCHANGE_INFO
 from test_local import base_env, cdb, tempdir
 
 from cdb.exchange.market import rebase_urls
+from cdb.settings import PostgresSettings
 
 MIN = 60_000
 
@@ -124,3 +127,27 @@ def test_cdb_up_feed_live_paper_trades_on_the_exchanges_prices(mexc, redis_env, 
     paths = {path for path, _ in MexcHandler.seen}
     assert {"/api/v3/exchangeInfo", "/api/v3/klines"} <= paths
     assert all(q.get("symbol") == "BTCUSDT" for p, q in MexcHandler.seen if p == "/api/v3/klines")
+
+
+def test_cdb_up_feed_replay_trades_and_a_finished_replay_is_no_failure(redis_env, pg_env):
+    data = tempdir("cdb-replay-") / "data"
+    # FEED_REPLAY_AT_END=stop: the feed exits 0 at the end (the default, idle, stays up)
+    env = base_env(**redis_env, **pg_env, FEED_REPLAY_AT_END="stop")
+    done = cdb(
+        ["up", "--feed", "replay", "--speed", "1800", "--data-dir", str(data),
+         "--http-port-base", "0", "--duration", "14", "--refresh", "2"],
+        env,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "feed finished (its replay is over)" in done.stderr
+    assert "| finished: feed" in done.stdout and "restarts" not in done.stdout
+    final = done.stdout.split("stopping services…", 1)[1]
+    assert "paper trading on replayed prices" in final
+    fills = re.search(r"fills (\d+) \|", final)
+    assert fills and int(fills.group(1)) >= 1, final  # not all rejected as stale any more
+    dsn = PostgresSettings(**pg_env).postgres_dsn()
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM risk_events WHERE rule LIKE 'stale%'")
+        assert cur.fetchone()[0] == 0
+    conn.close()

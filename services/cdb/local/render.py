@@ -108,11 +108,15 @@ def line(
 ) -> str:
     """One line per refresh when the output is not a terminal (logs, CI, tests)."""
     ok = sum(1 for v in snap.services.values() if v.state == "ok")
-    down = f" | down: {', '.join(sorted(exited))}" if exited else ""
+    finished = sorted(n for n, text in exited.items() if text == "finished")
+    down = sorted(n for n in exited if n not in finished)
+    gone = (f" | down: {', '.join(down)}" if down else "") + (
+        f" | finished: {', '.join(finished)}" if finished else ""
+    )
     again = f" | restarts: {restarts_text(restarts)}" if restarts else ""
     return (
         f"[{_duration(elapsed)}] {headline(snap, quote)} | services {ok}/{len(snap.services)} ok"
-        f"{down}{again}"
+        f"{gone}{again}"
     )
 
 
