@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 RECONCILES = Counter(
     "cdb_operator_reconciles_total", "Full reconciles of a TradingBot", ["outcome"]
 )
+RECONCILES.labels("ok")  # the series exists from the start, at 0
 RECONCILE_SECONDS = Histogram("cdb_operator_reconcile_seconds", "Duration of one full reconcile")
 BREAKER_PENDING = Gauge(
     "cdb_operator_breaker_pending",
