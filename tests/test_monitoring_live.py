@@ -171,6 +171,18 @@ def live():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_promtool_check_metrics_is_clean_for_every_service(live):
+    pipeline, _prom = live
+    for name, svc in pipeline.services.items():
+        proc = subprocess.run(
+            [binary("promtool"), "check", "metrics"],
+            input=svc.metrics(),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0 and not proc.stdout + proc.stderr, (name, proc.stderr)
+
+
 def user_view(expr: str) -> str:
     """The expression as Grafana sends it once the user picked the namespace and the bot."""
     return expr.replace("$namespace", NS).replace("$bot", BOT)
