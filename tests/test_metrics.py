@@ -55,3 +55,48 @@ def test_standard_collectors_and_build_info():
     out = text(registry)
     assert "process_cpu_seconds_total" in out and "python_gc_objects_collected_total" in out
     assert 'cdb_build_info{python_version="' in out
+
+
+def test_risk_gauges_ratios_pnl_and_limits():
+    import threading
+
+    from cdb.risk.breaker import Breaker
+    from cdb.risk.market import MarketView
+    from cdb.risk.metrics import RiskCollector
+    from cdb.risk.portfolio import Portfolio, Position
+    from cdb.risk.rules import Limits
+
+    market = MarketView(300)
+    market.update("BTC_USDT", 110.0, 1_700_000_000)
+    book = Portfolio(cash=8_000.0)
+    book.positions["BTC_USDT"] = Position("BTC_USDT", 10.0, 100.0, 98.0, 1_699_999_000)
+    guard = SimpleNamespace(
+        lock=threading.Lock(),
+        limits=Limits(max_daily_drawdown_pct=5.0, max_exposure_pct=50.0),
+        market=market,
+        book=book,
+        day_start=10_000.0,
+        day="2023-11-14",
+        breaker=Breaker(kill_switch=True),
+    )
+    registry = CollectorRegistry()
+    registry.register(RiskCollector(guard))
+    values = {
+        s.name + str(sorted(s.labels.items())): s.value
+        for m in registry.collect()
+        for s in m.samples
+    }
+    usdt = "[('currency', 'USDT')]"
+    assert values["cdb_risk_equity" + usdt] == 9_100.0  # 8 000 + 10 × 110
+    assert values["cdb_risk_unrealized_pnl" + usdt] == 100.0  # 10 × (110 − 100)
+    assert values["cdb_risk_daily_pnl" + usdt] == -900.0
+    assert values["cdb_risk_drawdown_ratio[]"] == 0.09
+    assert values["cdb_risk_drawdown_pct[]"] == 9.0  # the old name, 0–100, for one release
+    assert round(values["cdb_risk_exposure_ratio[]"], 6) == round(1_100 / 9_100, 6)
+    assert values["cdb_risk_limit_drawdown_ratio[]"] == 0.05
+    assert values["cdb_risk_limit_exposure_ratio[]"] == 0.5
+    assert values["cdb_risk_breaker_engaged[]"] == 1.0
+    assert values["cdb_risk_breaker_reason[('reason', 'kill_switch')]"] == 1.0
+    assert values["cdb_risk_breaker_reason[('reason', 'manual')]"] == 0.0
+    assert values["cdb_risk_position_value[('currency', 'USDT'), ('symbol', 'BTC_USDT')]"] == 1_100
+    assert values["cdb_risk_market_data_timestamp_seconds[('symbol', 'BTC_USDT')]"] == 1.7e9
