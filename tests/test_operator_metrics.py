@@ -31,3 +31,16 @@ def test_the_metrics_port_serves_the_operators_metrics():
     assert "cdb_operator_reconcile_seconds_bucket" in text
     assert 'cdb_operator_breaker_engaged{name="paper",namespace="trading"} 1.0' in text
     assert "process_resident_memory_bytes" in text and "python_info" in text
+
+
+def test_a_deleted_bot_leaves_no_breaker_series():
+    """Otherwise CdbBotNotScraped would fire for it until the operator restarts."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    from cdb_operator import metrics
+
+    metrics.observe_breaker("gone-ns", "gone", {"engaged": False, "controlId": "c1"})
+    assert 'name="gone"' in generate_latest(REGISTRY).decode()
+    metrics.forget("gone-ns", "gone")
+    metrics.forget("gone-ns", "gone")  # twice: no error
+    assert 'name="gone"' not in generate_latest(REGISTRY).decode()

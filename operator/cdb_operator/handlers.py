@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from cdb_operator import model, reconcile
+from cdb_operator import metrics, model, reconcile
 from cdb_operator.apply import ApiError
 from cdb_operator.render.common import MANAGED_BY
 
@@ -169,6 +169,7 @@ def build_registry(
         key = _key(body)
         if event.get("type") == "DELETED":
             tracker.forget(key)
+            metrics.forget(*key)
             ctx.last_status.pop(key, None)
             ctx.passwords.pop(key, None)
         else:
