@@ -495,6 +495,9 @@ def test_operator_metrics_and_their_servicemonitor_by_default():
     assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     sm = one(objs, "ServiceMonitor")
     assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+    # kube-prometheus-stack selects by its release label, as for the bots' ServiceMonitors
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert one(objs, "PrometheusRule")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert one(objs, "Service")["spec"]["ports"][0]["port"] == 8081
 
 

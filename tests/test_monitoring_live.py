@@ -1,9 +1,10 @@
 """The dashboard and the alerts against a real Prometheus scraping the real services.
 
 Debian's ``prometheus`` binary scrapes the six services of a running pipeline (real Redis
-and PostgreSQL, the synthetic market, paper trading) every second, with the target labels
-the operator's ServiceMonitor gives them (``namespace``, ``bot``, ``service``), and
-evaluates the chart's alert rules. Then:
+and PostgreSQL, the synthetic market, paper trading) every second, each target carrying the
+meta labels Kubernetes discovery would give it and relabelled by the operator's
+ServiceMonitor relabelings (so ``namespace``, ``bot`` and ``service`` come out as in a
+cluster), and evaluates the chart's alert rules. Then:
 
 - every dashboard expression, with ``$namespace``/``$bot`` set as a user picks them, and
   both variables' queries, return data;
@@ -35,7 +36,7 @@ from test_alerts import RULES_FILE
 from test_chart_dashboard import DASHBOARD, PANELS
 
 from cdb.localservers import PostgresServer, RedisServer, free_port, wait_for_port
-from cdb_operator.render import alerts
+from cdb_operator.render import alerts, monitoring
 
 NS, BOT = "cdb-test", "paper"
 #: Wide limits so the random market trades (positions, P&L) without tripping the breaker.
@@ -67,6 +68,34 @@ ELSEWHERE = {
 }
 
 
+def discovered(service: str) -> dict[str, str]:
+    """The meta labels Kubernetes service discovery gives a target of the bot's Service."""
+    meta = "__meta_kubernetes_service_label_app_kubernetes_io_"
+    return {
+        "__meta_kubernetes_namespace": NS,
+        "__meta_kubernetes_service_name": f"{BOT}-{service}",
+        meta + "instance": BOT,
+        meta + "component": service,
+    }
+
+
+#: What prometheus-operator makes of the operator's ServiceMonitor: its own relabelings
+#: (namespace and service from discovery), then the ServiceMonitor's (render/monitoring.py)
+#: translated field by field — the very ones the operator renders, not a copy.
+SERVICE_MONITOR_RELABELING = [
+    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+    {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+    *(
+        {
+            "source_labels": r["sourceLabels"],
+            "target_label": r["targetLabel"],
+            "action": r["action"],
+        }
+        for r in monitoring.RELABELINGS
+    ),
+]
+
+
 class Prometheus:
     """``prometheus`` on a free loopback port, with its own config and storage."""
 
@@ -80,12 +109,9 @@ class Prometheus:
                 {
                     "job_name": f"{BOT}-{name}",
                     "static_configs": [
-                        {
-                            "targets": [f"127.0.0.1:{port}"],
-                            # what render/monitoring.py's ServiceMonitor sets
-                            "labels": {"namespace": NS, "bot": BOT, "service": name},
-                        }
+                        {"targets": [f"127.0.0.1:{port}"], "labels": discovered(name)}
                     ],
+                    "relabel_configs": SERVICE_MONITOR_RELABELING,
                 }
                 for name, port in targets.items()
             ],
@@ -143,6 +169,18 @@ def live():
         redis_server.stop()
         pg_server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_promtool_check_metrics_is_clean_for_every_service(live):
+    pipeline, _prom = live
+    for name, svc in pipeline.services.items():
+        proc = subprocess.run(
+            [binary("promtool"), "check", "metrics"],
+            input=svc.metrics(),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0 and not proc.stdout + proc.stderr, (name, proc.stderr)
 
 
 def user_view(expr: str) -> str:

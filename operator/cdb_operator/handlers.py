@@ -26,7 +26,7 @@ from typing import Any
 
 import kopf
 
-from cdb_operator import breaker, model, reconcile, watch
+from cdb_operator import breaker, metrics, model, reconcile, watch
 from cdb_operator.apply import ApiError
 from cdb_operator.render.common import MANAGED_BY
 
@@ -281,6 +281,7 @@ def build_registry(
         key = _key(body)
         if event.get("type") == "DELETED":
             tracker.forget(key)
+            metrics.forget(*key)
             ctx.last_status.pop(key, None)
             ctx.passwords.pop(key, None)
             return

@@ -28,6 +28,22 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from cdb import __version__
+from cdb.bus import ALERTS, HEALTH, MARKET_DATA, ORDER_RESULT, ORDERS, SIGNALS
+
+#: Streams each service publishes to: their ``cdb_events_produced_total`` series exist from the
+#: start, at 0 (the streams a service reads get theirs from ``Service.streams``). Source: the
+#: services' ``publish`` calls; every service also publishes ``health``.
+PRODUCES: dict[str, tuple[str, ...]] = {
+    "feed": (MARKET_DATA,),
+    "signal": (SIGNALS,),
+    "risk": (ORDERS, ALERTS),
+    "execution": (ORDER_RESULT, ALERTS),
+}
+
+
+def produced_streams(service: str) -> tuple[str, ...]:
+    """The streams ``service`` publishes to, ``health`` included."""
+    return (*PRODUCES.get(service, ()), HEALTH)
 
 
 def register_standard(registry: CollectorRegistry) -> None:

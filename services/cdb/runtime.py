@@ -38,7 +38,7 @@ from waitress.server import create_server
 from cdb import __version__
 from cdb.bus import HEALTH, Bus, Delivery
 from cdb.events import Health
-from cdb.metrics import register_standard
+from cdb.metrics import produced_streams, register_standard
 from cdb.outages import DependencyWatch
 from cdb.probes import BUS, dependency_of, liveness_problems
 from cdb.settings import BaseServiceSettings
@@ -213,9 +213,10 @@ class _BusCollector:
     def collect(self):
         stats = self.runtime.bus.stats
         known = dict.fromkeys(self.runtime.service.streams, 0)
+        outputs = dict.fromkeys(produced_streams(self.runtime.service.name), 0)
         for metric, counter, doc, base in (
             ("cdb_events_consumed", stats.consumed, "Valid entries read, per stream", known),
-            ("cdb_events_produced", stats.produced, "Entries published, per stream", {}),
+            ("cdb_events_produced", stats.produced, "Entries published, per stream", outputs),
             ("cdb_events_dead_lettered", stats.dead_lettered, "Entries sent to dead_letter", known),
         ):
             family = CounterMetricFamily(metric, doc, labels=["stream"])
