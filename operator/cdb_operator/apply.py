@@ -204,6 +204,8 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         headers = {"Accept": "application/json"}
+        if method != "GET":
+            log.debug("%s %s", method, path)
         if body is not None:
             headers["Content-Type"] = content_type
         method, url, headers, body, _ = self.api.param_serialize(
