@@ -46,6 +46,7 @@ BASE_RESOURCES = {
     "apps/v1/deployments": ("Deployment", True),
     "apps/v1/statefulsets": ("StatefulSet", True),
     "batch/v1/cronjobs": ("CronJob", True),
+    "batch/v1/jobs": ("Job", True),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
 }
@@ -58,6 +59,7 @@ PLURALS = {
     "Deployment": "apps/v1/deployments",
     "StatefulSet": "apps/v1/statefulsets",
     "CronJob": "batch/v1/cronjobs",
+    "Job": "batch/v1/jobs",
     "NetworkPolicy": "networking.k8s.io/v1/networkpolicies",
     "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
     "TradingBot": f"{model.API_VERSION}/{model.PLURAL}",
