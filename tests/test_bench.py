@@ -148,6 +148,7 @@ def test_operator_rendering_and_cluster_skip(monkeypatch: pytest.MonkeyPatch) ->
     result = operator_bench.run(quick=True, context=quick_context())
     assert result.data["one_ms"] > 0
     assert "KUBECONFIG is not set" in result.data["cluster"]
+    assert "KUBECONFIG is not set" in result.data["scale"]
 
 
 def test_pipeline_noaof_runs_the_pipeline_without_aof_and_keeps_the_aof_figures(

@@ -35,6 +35,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("batch/v1", "CronJob"): "cronjobs",
+    ("batch/v1", "Job"): "jobs",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
@@ -205,6 +206,8 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         headers = {"Accept": "application/json"}
+        if method != "GET":
+            log.debug("%s %s", method, path)
         if body is not None:
             headers["Content-Type"] = content_type
         method, url, headers, body, _ = self.api.param_serialize(

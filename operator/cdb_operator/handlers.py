@@ -41,6 +41,7 @@ WATCHED_CHILDREN = (
     ("apps", "v1", "deployments"),
     ("apps", "v1", "statefulsets"),
     ("batch", "v1", "cronjobs"),
+    ("batch", "v1", "jobs"),  # a restore Job finishing starts the services again
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 

@@ -378,6 +378,29 @@ class NetworkPolicy(Spec):
     )
 
 
+class Restore(Spec):
+    """Restore the bot's PostgreSQL from a backup on its backup PVC: once per ``requestId``.
+
+    While a restore runs the services are scaled to zero and the backup CronJob is
+    suspended; the restore Job empties the database, runs ``cdb restore`` (file checksums
+    before, every table's row count and checksum after) and leaves the risk manager's
+    breaker engaged, so the bot comes back halted. A ``requestId`` that succeeded is never
+    run again; set a new one to restore again.
+    """
+
+    request_id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = Field(
+        description="Any new value asks for one restore (e.g. a date); the same value never "
+        "runs twice"
+    )
+    backup: Annotated[str, Field(pattern=r"^(latest|backup-[0-9]{8}T[0-9]{6}(\.[0-9]+)?Z)$")] = (
+        Field(
+            "latest",
+            description="A backup directory on the backup PVC (backup-…Z), or latest: the "
+            "newest complete one",
+        )
+    )
+
+
 class Toleration(Spec):
     """A pod toleration (core/v1 Toleration)."""
 
@@ -443,6 +466,9 @@ class TradingBotSpec(Spec):
         True,
         description="Keep the Redis, PostgreSQL and backup PVCs when the TradingBot is deleted",
     )
+    restore: Restore | None = Field(
+        None, description="Restore PostgreSQL from a backup (see docs/runbook.md)"
+    )
     node_selector: dict[str, str] = Field(
         default_factory=lambda: {"kubernetes.io/arch": "amd64"},
         description="Node selector of every pod (default: amd64 nodes only)",
@@ -505,6 +531,18 @@ class BreakerStatus(Spec):
     )
 
 
+class RestoreStatus(Spec):
+    """The last restore asked for with ``spec.restore``."""
+
+    request_id: str = ""
+    backup: str = ""
+    job: str = Field("", description="The restore Job")
+    phase: str = Field("", description="Running, Succeeded or Failed")
+    message: str = ""
+    started_at: int | None = Field(None, description="Unix seconds the Job was created")
+    completed_at: int | None = Field(None, description="Unix seconds it finished")
+
+
 class TradingBotStatus(Spec):
     """Written by the operator only, always through explicit status patches."""
 
@@ -516,3 +554,4 @@ class TradingBotStatus(Spec):
     components: dict[str, ComponentStatus] = Field(default_factory=dict)
     breaker: BreakerStatus = Field(default_factory=BreakerStatus)
     service_monitor: bool = Field(False, description="A ServiceMonitor was made")
+    restore: RestoreStatus | None = Field(None, description="The last restore")

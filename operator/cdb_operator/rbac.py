@@ -31,6 +31,8 @@ API_USAGE: dict[tuple[str, str], tuple[str, ...]] = {
     ("apps", "deployments"): _CHILD_VERBS,
     ("apps", "statefulsets"): _CHILD_VERBS,
     ("batch", "cronjobs"): _CHILD_VERBS,
+    # restore Jobs (spec.restore): made once, followed, never changed or deleted
+    ("batch", "jobs"): ("get", "list", "watch", "create"),
     ("networking.k8s.io", "networkpolicies"): _CHILD_VERBS,
     ("networking.k8s.io", "ingresses"): _CHILD_VERBS,
     ("monitoring.coreos.com", "servicemonitors"): _CHILD_VERBS,

@@ -13,12 +13,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, dependencies, market, metrics
+from cdb_operator import breaker, conditions, dependencies, market, metrics, restore
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
 from cdb_operator.model import TradingBotSpec, parse_spec
@@ -325,6 +325,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         error: Exception | None = None
         reason = None
         monitoring = False
+        restore_status = previous.get("restore") or {}
         try:
             check_credentials(ctx, bot)
             monitoring_api = ctx.kube.api_exists(MONITORING_API)
@@ -342,6 +343,11 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
             passwords, notes = ensure_secret(ctx, bot)
             ctx.passwords[(ns, name)] = passwords
             events += [("Normal", "Passwords", note) for note in notes]
+            restore_status, restore_events = restore.sync(
+                ctx.kube, bot, previous.get("restore"), ctx.clock()
+            )
+            events += restore_events
+            bot = replace(bot, restoring=restore.under_way(bot, restore_status))
             children = render_children(bot)
             prunable = [k for k in PRUNABLE if k[0] != MONITORING_API or monitoring_api]
             kinds = list(
@@ -380,6 +386,8 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
             conds = dependencies.observe(conds, components, address, previous.get("conditions"))
         conds += [breaker.condition(breaker_status), market_cond]
         new = {"components": components, "breaker": breaker_status, "serviceMonitor": monitoring}
+        if restore_status:
+            new["restore"] = restore_status
         if error is not None:
             new.pop("components")
             events.append(("Warning", reason or "ReconcileFailed", str(error)))

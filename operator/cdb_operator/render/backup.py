@@ -83,6 +83,7 @@ def render_backup_cronjob(bot: Bot) -> Manifest:
             "schedule": spec.schedule,
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",
+            "suspend": bot.restoring,  # a backup must not hold the PVC or dump a half restore
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,

@@ -35,6 +35,8 @@ class Bot:
     monitoring_api: bool = False
     #: Where the operator runs, unless ``networkPolicy.operatorNamespace`` says otherwise.
     operator_namespace: str = "cdb-system"
+    #: A restore (``spec.restore``) is under way: services at zero, backups suspended.
+    restoring: bool = False
 
     def child(self, component: str) -> str:
         """The name of a child object: ``<bot>-<component>``."""

@@ -31,6 +31,9 @@ from cdb_operator.render.common import (
 
 
 def replicas(bot: Bot, service: str) -> int:
+    """The service's replicas; zero while a restore runs (nothing may write the database)."""
+    if bot.restoring:
+        return 0
     spec = getattr(bot.spec.services, service)
     return spec.replicas if service in model.SCALABLE else 1
 
