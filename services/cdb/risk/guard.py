@@ -326,11 +326,19 @@ class Guard(Service):
         self.decide(event, order)
 
     def mirror_held(self, now: int) -> None:
-        """Tell the feed which symbols are held (``HELD_KEY``): on a change and every 10 s."""
+        """Tell the feed which symbols are held (``HELD_KEY``): on a change and every 10 s.
+
+        Every 10 s the breaker hash is rewritten too (same content), so a Redis that lost
+        its data (restart without persistence, FLUSHALL) shows both again within seconds.
+        """
         held = sorted(self.book.positions)
         written, at = self._held_mirror
         if held != written or now - at >= 10:
-            self.bus.client.set(HELD_KEY, json.dumps(held))
+            pipe = self.bus.client.pipeline(transaction=False)
+            pipe.set(HELD_KEY, json.dumps(held))
+            if now - at >= 10:
+                pipe.hset(BREAKER_KEY, mapping=self.breaker.redis_fields(self.day))
+            pipe.execute()
             self._held_mirror = (held, now)
 
     def price_ages(self, now: int) -> dict[str, int]:
