@@ -9,8 +9,11 @@ refused ("Duplicate clientOrderId", -2010).
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from test_execution_helpers import sql
+from helpers import wait_until
+from test_execution_helpers import alerts, migrated, publisher, results, sql
 from test_execution_live import (
     CREATED,
     FILLED,
@@ -24,7 +27,12 @@ from test_execution_live import (
     make_executor,
 )
 
+from cdb.bus import Bus
 from cdb.execution.reconcile import reconcile
+from cdb.execution.service import ExecutionService
+from cdb.execution.settings import ExecutionSettings
+from cdb.runtime import Runtime
+from cdb.settings import load_settings
 
 __all__ = ["ledger"]  # the fixture, imported for the tests below
 
@@ -143,3 +151,59 @@ def test_start_up_reconciliation_finds_orders_and_balances_the_book_does_not_kno
     assert sorted(code for _, code, *_ in raised) == ["POSITION_MISMATCH", "UNTRACKED_BALANCE"]
     refused = executor.execute(live_order("cid-9"), 65000.123)
     assert refused.status == "REJECTED" and "web-123" in refused.error
+
+
+def test_execution_service_loop_fails_closed_on_the_lagging_order_then_settles_it(
+    redis_env, pg_env, redis_client, clean_env, monkeypatch
+):
+    """Input 1 through the service's real loop (runtime, bus, ledger, reconciliation), the
+    exchange scripted in-process: ORDER_UNKNOWN on the alerts stream, the order listed on
+    /status, the next order refused, then the periodic re-check settles it and publishes
+    its result."""
+    env = {
+        **redis_env,
+        **pg_env,
+        "TRADING_MODE": "live",
+        "MEXC_API_KEY": "mx0-test-key",
+        "MEXC_API_SECRET": "test-secret-value",
+        "ORDER_LOOKUPS": "3",
+        "ORDER_LOOKUP_BACKOFF_S": "0.01",
+        "UNKNOWN_RECHECK_S": "0.3",
+        "HTTP_PORT": "0",
+        "CDB_CONSUMER_NAME": "execution-field",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    migrated(pg_env)
+    mexc = RecordedMexc(create=[ACKNOWLEDGED], query=[NOT_FOUND])
+    service = ExecutionService(
+        load_settings(ExecutionSettings), Bus(redis_client, service="execution")
+    )
+    service.venue = service.executor.venue = mexc.venue()  # the scripted exchange, no network
+    runtime = Runtime(service)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: service.active, message="execution active")
+        bus = publisher(redis_client)
+        bus.publish(live_order())
+        wait_until(
+            lambda: [a for a in alerts(redis_client) if a["code"] == "ORDER_UNKNOWN"],
+            message="ORDER_UNKNOWN alert",
+        )
+        assert service.status()["unknown_orders"] == ["cid-1"]
+        assert service.status()["fail_closed"] is True
+        assert results(redis_client, "cid-1") == []
+        bus.publish(live_order("cid-2"))
+        (refused,) = wait_until(lambda: results(redis_client, "cid-2"), message="cid-2 result")
+        assert refused.status == "REJECTED" and "UNKNOWN" in refused.error
+        assert len(mexc.calls["create"]) == 1
+
+        mexc.scripts["query"] = [{**FILLED, "orderId": "1"}]  # the exchange catches up
+        (settled,) = wait_until(lambda: results(redis_client, "cid-1"), message="settled")
+        assert settled.status == "FILLED" and settled.filled_quantity == pytest.approx(0.0123)
+        wait_until(lambda: not service.status()["fail_closed"], message="open again")
+        assert len(mexc.calls["create"]) == 1
+    finally:
+        runtime.request_stop()
+        thread.join(timeout=20)
