@@ -82,6 +82,14 @@ def test_acknowledged_order_not_found_becomes_unknown_not_error(ledger):
     assert len(mexc.calls["create"]) == 1
 
 
+def test_acknowledged_order_is_never_resent_after_an_outage_during_its_lookups(ledger):
+    down = (503, "<html>503 Service Temporarily Unavailable</html>")
+    mexc = RecordedMexc(create=[ACKNOWLEDGED, CREATED], query=[NOT_FOUND, down, NOT_FOUND])
+    assert make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123) is None
+    assert _status(ledger) == "UNKNOWN"
+    assert len(mexc.calls["create"]) == 1
+
+
 def test_query_lag_shorter_than_the_lookups_finds_the_fill(ledger):
     mexc = RecordedMexc(create=[ACKNOWLEDGED], query=[NOT_FOUND, NOT_FOUND, FILLED])
     result = make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123)

@@ -148,7 +148,7 @@ class Executor:
     # -- one order ------------------------------------------------------------------------------
 
     def execute(self, order: Order, market_price: float | None) -> OrderResult | None:
-        """The order's final result (new or stored), or None while a person must resolve it."""
+        """The order's final result (new or stored), or None while it is ``UNKNOWN``."""
         stored = self.ledger.claim(order)
         request = OrderRequest(
             order.client_id, order.symbol, order.side, order.quantity, market_price or order.price
@@ -157,7 +157,11 @@ class Executor:
             log.info("order %s already %s: republishing", order.client_id, stored.status)
             return stored.to_result()
         if stored.status == UNKNOWN:
-            log.warning("order %s is UNKNOWN: not sent; a person must resolve it", order.client_id)
+            log.warning(
+                "order %s is UNKNOWN: not sent; settled when the exchange reports it or a "
+                "person resolves it",
+                order.client_id,
+            )
             return None
         if stored.status == NEW:
             refusal = self._stale(order) or self._refusal(request)
@@ -280,14 +284,20 @@ class Executor:
         Raises ``OrderInDoubt`` when the exchange acknowledged the order but never reports it.
         """
         doubt = maybe_sent
+        acknowledged: ExchangeError | None = None  # the exchange said it has the order
 
         def attempt() -> ExecutionReport:
-            nonlocal doubt
+            nonlocal doubt, acknowledged
             self.fence()
             if doubt:
                 found = self.look_up(request)
                 if found is not None:
                     return found
+                if acknowledged is not None:  # it exists: absence is never proven
+                    raise OrderInDoubt(
+                        f"the exchange has it ({acknowledged}) but did not report it after "
+                        f"{self._lookup_window()}"
+                    )
                 log.info("order %s proven absent (%s)", request.client_id, self._lookup_window())
                 halted = self._halted(request)  # every resend is a new send: ask again
                 if halted:
@@ -298,6 +308,7 @@ class Executor:
             try:
                 return self.venue.place(request)
             except (OrderExists, OrderNotVisible) as exc:
+                acknowledged = exc
                 found = self.look_up(request)  # it exists: find it, never send it again
                 if found is not None:
                     return found
