@@ -13,9 +13,10 @@ import threading
 
 import pytest
 from helpers import wait_until
-from test_execution_helpers import alerts, migrated, publisher, results, sql
+from test_execution_helpers import alerts, migrated, order, publisher, results, sql
 from test_execution_live import (
     CREATED,
+    EXCHANGE_INFO,
     FILLED,
     LOOKUPS,
     NOT_FOUND,
@@ -64,10 +65,13 @@ def test_acknowledged_order_not_found_becomes_unknown_not_error(ledger):
     assert raised[0][3]["symbol"] == "BTC_USDT"
     assert executor.problems.fail_closed
 
-    # fail closed: a new entry for the symbol is refused without a request; the
-    # UNKNOWN order's redelivery is never sent again
+    # fail closed: a new entry (this symbol or any other: its cash may be spent) and any
+    # order for the symbol are refused without a request; the UNKNOWN order's
+    # redelivery is never sent again
     refused = executor.execute(live_order("cid-2"), 65000.123)
     assert refused.status == "REJECTED" and "UNKNOWN" in refused.error
+    sell = executor.execute(order("cid-3", "SELL", 0.01, price=65000.0), 65000.0)
+    assert sell.status == "REJECTED" and "UNKNOWN" in sell.error
     assert executor.execute(live_order(), 65000.123) is None
     assert len(mexc.calls["create"]) == 1
 
@@ -215,3 +219,26 @@ def test_execution_service_loop_fails_closed_on_the_lagging_order_then_settles_i
     finally:
         runtime.request_stop()
         thread.join(timeout=20)
+
+
+def test_an_unknown_order_still_lets_other_positions_close(ledger):
+    """Fail-closed blocks entries and the unknown order's symbol, not the stop losses of
+    other positions: a closing order for ETH still goes out."""
+    eth = {
+        **EXCHANGE_INFO["symbols"][0],
+        "symbol": "ETHUSDT",
+        "baseAsset": "ETH",
+    }
+    markets = {**EXCHANGE_INFO, "symbols": [*EXCHANGE_INFO["symbols"], eth]}
+
+    def by_id(params):
+        if params["origClientOrderId"] == ["cid-eth"]:
+            return {**FILLED, "symbol": "ETHUSDT", "clientOrderId": "cid-eth", "side": "SELL"}
+        return NOT_FOUND
+
+    mexc = RecordedMexc(markets=[markets], create=[ACKNOWLEDGED, CREATED], query=[by_id])
+    executor = make_executor(ledger, mexc.venue())
+    assert executor.execute(live_order(), 65000.123) is None  # BTC: UNKNOWN
+    closing = order("cid-eth", "SELL", 0.0123, price=65000.0, symbol="ETH_USDT")
+    assert executor.execute(closing, 65000.0).status == "FILLED"
+    assert len(mexc.calls["create"]) == 2

@@ -4,10 +4,11 @@ The rules, in the order they apply to an ``order`` entry (which may be a redeliv
 
 1. The order row (``client_id``) is created ``NEW`` if absent. A final row is never
    sent again: its stored result is returned for republishing.
-2. ``NEW``: refused while the service is fail-closed, while the kill switch (any order)
-   or the breaker (entries) is engaged in the risk manager's durable state, or when the
-   venue says it can never execute; otherwise marked ``SENT`` and *committed* before
-   the venue is called.
+2. ``NEW``: refused while the service is fail-closed (``Problems.refusal``: an
+   ``UNKNOWN`` order blocks entries and its own symbol, a mismatch everything), while
+   the kill switch (any order) or the breaker (entries) is engaged in the risk
+   manager's durable state, or when the venue says it can never execute; otherwise
+   marked ``SENT`` and *committed* before the venue is called.
 3. ``SENT`` (a redelivery after a crash or a failed attempt): the outcome is unknown,
    so the venue is asked for the order by client id first, and the order is sent
    again only when a bounded series of lookups (``ORDER_LOOKUPS``, backing off from
@@ -87,6 +88,7 @@ class Problems:
     """Why the service refuses new orders (fail-closed) or cannot reach the exchange."""
 
     unknown: dict[str, str] = field(default_factory=dict)  # client_id → reason
+    unknown_symbols: dict[str, str] = field(default_factory=dict)  # client_id → symbol
     mismatches: list[str] = field(default_factory=list)  # positions the exchange does not hold
     exchange: str | None = None  # the last exhausted exchange error, cleared on success
     #: orders refused by the kill switch or breaker: count and the latest (for /status)
@@ -98,6 +100,20 @@ class Problems:
     @property
     def fail_closed(self) -> bool:
         return bool(self.unknown or self.mismatches)
+
+    def refusal(self, side: str, symbol: str) -> str | None:
+        """Why an order must not be sent while fail-closed, or None if it may go.
+
+        A mismatch means the book cannot be trusted: nothing is sent. An ``UNKNOWN``
+        order may have spent cash and changed its symbol's position: no entry (BUY) and no
+        order for that symbol is sent, but closing orders of other symbols still go out,
+        so their stop losses keep working.
+        """
+        if self.mismatches or (
+            self.unknown and (side == "BUY" or symbol in self.unknown_symbols.values())
+        ):
+            return "; ".join(self.describe())[:500]
+        return None
 
     def describe(self) -> list[str]:
         out = []
@@ -203,8 +219,9 @@ class Executor:
         return None
 
     def _refusal(self, request: OrderRequest) -> str | None:
-        if self.problems.fail_closed:
-            return "; ".join(self.problems.describe())[:500]
+        closed = self.problems.refusal(request.side, request.symbol)
+        if closed:
+            return closed
         halted = self._halted(request)
         if halted:
             return halted
@@ -355,6 +372,7 @@ class Executor:
         """``SENT`` → ``UNKNOWN``: raise a CRITICAL alert and refuse new orders until resolved."""
         if self.ledger.set_status(stored.client_id, SENT, UNKNOWN, reason[:500]):
             self.problems.unknown[stored.client_id] = reason
+            self.problems.unknown_symbols[stored.client_id] = stored.symbol
             self.alert(
                 "CRITICAL",
                 "ORDER_UNKNOWN",
@@ -405,4 +423,5 @@ class Executor:
         for client_id in set(self.problems.unknown) - set(current):
             log.info("order %s was resolved", client_id)
         self.problems.unknown = current
+        self.problems.unknown_symbols = {o.client_id: o.symbol for o in rows}
         return settled
