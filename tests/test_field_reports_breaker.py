@@ -10,8 +10,10 @@ on /status.
 
 from __future__ import annotations
 
+import os
+
 from helpers import ServiceProcess, wait_until
-from test_execution_helpers import migrated, results, sql
+from test_execution_helpers import migrated, results, run_cdb, sql
 from test_execution_live import (
     FILLED,
     LOOKUPS,
@@ -60,6 +62,10 @@ def test_kill_switch_engaged_while_execution_was_down_stops_the_approved_entry(
         assert status["refused_by_breaker"] == 1
         assert status["last_refused"]["client_id"] == entry.client_id
         assert not [a for a in events(r, "order_result") if a.status == "FILLED"]
+        # `cdb status` (the README's command) lists the refused order with its status
+        shown = run_cdb({**os.environ, **env}, "status", "--data-dir", str(tmp_path / "none"))
+        line = next(x for x in shown.stdout.splitlines() if entry.client_id in x)
+        assert "REJECTED" in line and "BUY" in line, shown.stdout
     finally:
         for proc in (execution, risk):
             if proc is not None:
