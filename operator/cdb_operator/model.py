@@ -447,6 +447,10 @@ class BreakerStatus(Spec):
     )
     reason: str = ""
     updated_at: int | None = Field(None, description="When the risk manager last wrote it")
+    refused_orders: int = Field(
+        0, description="Orders execution refused because the kill switch or breaker was engaged"
+    )
+    last_refused: str = Field("", description="The latest: client id, side, symbol: reason")
     error: str = ""
 
 

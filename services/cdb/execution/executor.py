@@ -143,6 +143,7 @@ class Executor:
         lookups: int = 5,
         lookup_backoff_s: float = 0.5,
         halt: Callable[[str], str | None] = lambda side: None,
+        refused: Callable[[int, dict], None] = lambda count, latest: None,
         fence: Callable[[], None] = lambda: None,
         pause: Callable[[str, str], None] = lambda point, client_id: None,
         alert: Callable[[str, str, str, dict], None] = lambda level, code, msg, ctx: None,
@@ -155,6 +156,7 @@ class Executor:
         self.lookup_backoff_s = lookup_backoff_s
         self.backoff_max_s = backoff_max_s
         self.halt = halt
+        self.refused = refused
         self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
         self.pause = pause
@@ -266,6 +268,7 @@ class Executor:
                 "at": int(time.time()),
             }
             log.warning("order %s refused: %s", request.client_id, reason)
+            self.refused(self.problems.refused, self.problems.last_refused)
         return reason
 
     def look_up(self, request: OrderRequest) -> ExecutionReport | None:

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from prometheus_client import Counter, Gauge
 
-from cdb.bus import ALERTS, MARKET_DATA, ORDERS, Bus, Delivery
+from cdb.bus import ALERTS, MARKET_DATA, ORDERS, REFUSED_KEY, Bus, Delivery
 from cdb.events import Alert, MarketData, Order
 from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
@@ -70,6 +70,7 @@ class ExecutionService(Service):
             lookups=settings.ORDER_LOOKUPS,
             lookup_backoff_s=settings.ORDER_LOOKUP_BACKOFF_S,
             halt=self._halt,
+            refused=self._refused,
             fence=self._fence,
             pause=self._pause,
             alert=self._alert,
@@ -112,6 +113,15 @@ class ExecutionService(Service):
 
     def _halt(self, side: str) -> str | None:
         return halt_reason(self.ledger.risk_breaker(), side, time.time())
+
+    def _refused(self, count: int, latest: dict) -> None:
+        """Show a kill switch/breaker refusal where the operator reads it (``REFUSED_KEY``)."""
+        try:
+            self.bus.client.hset(
+                REFUSED_KEY, mapping={"count": count, **{k: str(v) for k, v in latest.items()}}
+            )
+        except redis.RedisError:
+            log.warning("could not record the refusal in %s", REFUSED_KEY)
 
     def _pause(self, point: str, client_id: str) -> None:
         if point == self.settings.EXECUTION_TEST_PAUSE_AT:
