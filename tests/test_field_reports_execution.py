@@ -160,7 +160,10 @@ def test_start_up_reconciliation_finds_orders_and_balances_the_book_does_not_kno
     assert executor.problems.fail_closed
     assert "web-123" in executor.problems.mismatches[0]
     assert executor.problems.findings == ["the account holds 2 ETH, the book has no position in it"]
-    assert sorted(code for _, code, *_ in raised) == ["POSITION_MISMATCH", "UNTRACKED_BALANCE"]
+    assert sorted((code, level) for level, code, *_ in raised) == [
+        ("POSITION_MISMATCH", "CRITICAL"),
+        ("UNTRACKED_BALANCE", "WARNING"),
+    ]
     refused = executor.execute(live_order("cid-9"), 65000.123)
     assert refused.status == "REJECTED" and "web-123" in refused.error
 
