@@ -29,7 +29,7 @@ from test_risk_service import breaker, events, price, signal, wait_orders, xadd
 
 from cdb.bus import REFUSED_KEY
 from cdb.events import Control
-from cdb.execution.executor import halt_reason
+from cdb.execution.safety import halt_reason
 
 __all__ = ["ledger"]  # the fixture, imported for the tests below
 

@@ -23,10 +23,11 @@ from cdb.events import Alert, MarketData, Order
 from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
-from cdb.execution.executor import Executor, halt_reason
+from cdb.execution.executor import Executor
 from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
 from cdb.execution.reconcile import reconcile
+from cdb.execution.safety import halt_reason
 from cdb.execution.settings import ExecutionSettings
 from cdb.runtime import TRANSIENT, Service, TransientError
 from cdb.settings import SettingsError
