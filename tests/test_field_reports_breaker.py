@@ -10,8 +10,10 @@ on /status.
 
 from __future__ import annotations
 
+import os
+
 from helpers import ServiceProcess, wait_until
-from test_execution_helpers import migrated, results, sql
+from test_execution_helpers import migrated, results, run_cdb, sql
 from test_execution_live import (
     FILLED,
     LOOKUPS,
@@ -25,8 +27,9 @@ from test_execution_live import (
 )
 from test_risk_service import breaker, events, price, signal, wait_orders, xadd
 
+from cdb.bus import REFUSED_KEY
 from cdb.events import Control
-from cdb.execution.executor import halt_reason
+from cdb.execution.safety import halt_reason
 
 __all__ = ["ledger"]  # the fixture, imported for the tests below
 
@@ -60,6 +63,14 @@ def test_kill_switch_engaged_while_execution_was_down_stops_the_approved_entry(
         assert status["refused_by_breaker"] == 1
         assert status["last_refused"]["client_id"] == entry.client_id
         assert not [a for a in events(r, "order_result") if a.status == "FILLED"]
+        # what the operator shows on the TradingBot (status.breaker.refusedOrders/lastRefused)
+        refused = {k.decode(): v.decode() for k, v in r.hgetall(REFUSED_KEY).items()}
+        assert refused["count"] == "1" and refused["client_id"] == entry.client_id
+        assert "kill switch engaged" in refused["reason"]
+        # `cdb status` (the README's command) lists the refused order with its status
+        shown = run_cdb({**os.environ, **env}, "status", "--data-dir", str(tmp_path / "none"))
+        line = next(x for x in shown.stdout.splitlines() if entry.client_id in x)
+        assert "REJECTED" in line and "BUY" in line, shown.stdout
     finally:
         for proc in (execution, risk):
             if proc is not None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 
 from helpers import ServiceProcess, wait_until
+from test_risk_service import price, signal, wait_orders, world
 
-from cdb.bus import Bus
+from cdb.bus import BREAKER_KEY, HELD_KEY, Bus
 from cdb.events import MarketData, dump_event, now, parse_event
+
+__all__ = ["world"]  # the fixture, imported for the tests below
 
 
 def _md(pct: float, symbol: str = "BTC_USDT") -> MarketData:
@@ -69,3 +72,20 @@ def test_a_running_consumer_survives_flushall(redis_env, redis_client, tmp_path)
         assert proc.health()[0] == 200
     finally:
         proc.stop()
+
+
+def test_the_risk_manager_survives_flushall_and_rewrites_its_mirrors(world, redis_client):
+    """The risk manager reads four streams: after FLUSHALL it recreates its groups, alerts,
+    keeps deciding, and writes the breaker hash and the held list again within ~10 s."""
+    start, ledger = world
+    r = redis_client
+    proc = start()
+    wait_until(lambda: r.hgetall(BREAKER_KEY), message="breaker hash")
+    r.flushall()
+    reset = wait_until(lambda: _alerts(r, "BUS_RESET"), message="BUS_RESET")
+    assert reset[0].source == "risk" and reset[0].level == "CRITICAL"
+    price(r, "BTC_USDT", 100.0)
+    signal(r, "after-flush", "BTC_USDT", 0.5, 100.0)
+    wait_orders(r, 1)
+    wait_until(lambda: r.hgetall(BREAKER_KEY) and r.get(HELD_KEY), timeout=15, message="mirrors")
+    assert proc.proc is not None and proc.proc.poll() is None

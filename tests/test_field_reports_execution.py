@@ -9,10 +9,14 @@ refused ("Duplicate clientOrderId", -2010).
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from test_execution_helpers import sql
+from helpers import wait_until
+from test_execution_helpers import alerts, migrated, order, publisher, results, sql
 from test_execution_live import (
     CREATED,
+    EXCHANGE_INFO,
     FILLED,
     LOOKUPS,
     NOT_FOUND,
@@ -24,7 +28,12 @@ from test_execution_live import (
     make_executor,
 )
 
+from cdb.bus import Bus
 from cdb.execution.reconcile import reconcile
+from cdb.execution.service import ExecutionService
+from cdb.execution.settings import ExecutionSettings
+from cdb.runtime import Runtime
+from cdb.settings import load_settings
 
 __all__ = ["ledger"]  # the fixture, imported for the tests below
 
@@ -56,10 +65,13 @@ def test_acknowledged_order_not_found_becomes_unknown_not_error(ledger):
     assert raised[0][3]["symbol"] == "BTC_USDT"
     assert executor.problems.fail_closed
 
-    # fail closed: a new entry for the symbol is refused without a request; the
-    # UNKNOWN order's redelivery is never sent again
+    # fail closed: a new entry (this symbol or any other: its cash may be spent) and any
+    # order for the symbol are refused without a request; the UNKNOWN order's
+    # redelivery is never sent again
     refused = executor.execute(live_order("cid-2"), 65000.123)
     assert refused.status == "REJECTED" and "UNKNOWN" in refused.error
+    sell = executor.execute(order("cid-3", "SELL", 0.01, price=65000.0), 65000.0)
+    assert sell.status == "REJECTED" and "UNKNOWN" in sell.error
     assert executor.execute(live_order(), 65000.123) is None
     assert len(mexc.calls["create"]) == 1
 
@@ -71,6 +83,14 @@ def test_acknowledged_order_not_found_becomes_unknown_not_error(ledger):
     assert not executor.problems.fail_closed
     assert [code for _, code, *_ in raised][-1] == "ORDER_SETTLED"
     assert executor.execute(live_order(), 65000.123).status == "FILLED"  # redelivery: stored
+    assert len(mexc.calls["create"]) == 1
+
+
+def test_acknowledged_order_is_never_resent_after_an_outage_during_its_lookups(ledger):
+    down = (503, "<html>503 Service Temporarily Unavailable</html>")
+    mexc = RecordedMexc(create=[ACKNOWLEDGED, CREATED], query=[NOT_FOUND, down, NOT_FOUND])
+    assert make_executor(ledger, mexc.venue()).execute(live_order(), 65000.123) is None
+    assert _status(ledger) == "UNKNOWN"
     assert len(mexc.calls["create"]) == 1
 
 
@@ -140,6 +160,88 @@ def test_start_up_reconciliation_finds_orders_and_balances_the_book_does_not_kno
     assert executor.problems.fail_closed
     assert "web-123" in executor.problems.mismatches[0]
     assert executor.problems.findings == ["the account holds 2 ETH, the book has no position in it"]
-    assert sorted(code for _, code, *_ in raised) == ["POSITION_MISMATCH", "UNTRACKED_BALANCE"]
+    assert sorted((code, level) for level, code, *_ in raised) == [
+        ("POSITION_MISMATCH", "CRITICAL"),
+        ("UNTRACKED_BALANCE", "WARNING"),
+    ]
     refused = executor.execute(live_order("cid-9"), 65000.123)
     assert refused.status == "REJECTED" and "web-123" in refused.error
+
+
+def test_execution_service_loop_fails_closed_on_the_lagging_order_then_settles_it(
+    redis_env, pg_env, redis_client, clean_env, monkeypatch
+):
+    """Input 1 through the service's real loop (runtime, bus, ledger, reconciliation), the
+    exchange scripted in-process: ORDER_UNKNOWN on the alerts stream, the order listed on
+    /status, the next order refused, then the periodic re-check settles it and publishes
+    its result."""
+    env = {
+        **redis_env,
+        **pg_env,
+        "TRADING_MODE": "live",
+        "MEXC_API_KEY": "mx0-test-key",
+        "MEXC_API_SECRET": "test-secret-value",
+        "ORDER_LOOKUPS": "3",
+        "ORDER_LOOKUP_BACKOFF_S": "0.01",
+        "UNKNOWN_RECHECK_S": "0.3",
+        "HTTP_PORT": "0",
+        "CDB_CONSUMER_NAME": "execution-field",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    migrated(pg_env)
+    mexc = RecordedMexc(create=[ACKNOWLEDGED], query=[NOT_FOUND])
+    service = ExecutionService(
+        load_settings(ExecutionSettings), Bus(redis_client, service="execution")
+    )
+    service.venue = service.executor.venue = mexc.venue()  # the scripted exchange, no network
+    runtime = Runtime(service)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: service.active, message="execution active")
+        bus = publisher(redis_client)
+        bus.publish(live_order())
+        wait_until(
+            lambda: [a for a in alerts(redis_client) if a["code"] == "ORDER_UNKNOWN"],
+            message="ORDER_UNKNOWN alert",
+        )
+        assert service.status()["unknown_orders"] == ["cid-1"]
+        assert service.status()["fail_closed"] is True
+        assert results(redis_client, "cid-1") == []
+        bus.publish(live_order("cid-2"))
+        (refused,) = wait_until(lambda: results(redis_client, "cid-2"), message="cid-2 result")
+        assert refused.status == "REJECTED" and "UNKNOWN" in refused.error
+        assert len(mexc.calls["create"]) == 1
+
+        mexc.scripts["query"] = [{**FILLED, "orderId": "1"}]  # the exchange catches up
+        (settled,) = wait_until(lambda: results(redis_client, "cid-1"), message="settled")
+        assert settled.status == "FILLED" and settled.filled_quantity == pytest.approx(0.0123)
+        wait_until(lambda: not service.status()["fail_closed"], message="open again")
+        assert len(mexc.calls["create"]) == 1
+    finally:
+        runtime.request_stop()
+        thread.join(timeout=20)
+
+
+def test_an_unknown_order_still_lets_other_positions_close(ledger):
+    """Fail-closed blocks entries and the unknown order's symbol, not the stop losses of
+    other positions: a closing order for ETH still goes out."""
+    eth = {
+        **EXCHANGE_INFO["symbols"][0],
+        "symbol": "ETHUSDT",
+        "baseAsset": "ETH",
+    }
+    markets = {**EXCHANGE_INFO, "symbols": [*EXCHANGE_INFO["symbols"], eth]}
+
+    def by_id(params):
+        if params["origClientOrderId"] == ["cid-eth"]:
+            return {**FILLED, "symbol": "ETHUSDT", "clientOrderId": "cid-eth", "side": "SELL"}
+        return NOT_FOUND
+
+    mexc = RecordedMexc(markets=[markets], create=[ACKNOWLEDGED, CREATED], query=[by_id])
+    executor = make_executor(ledger, mexc.venue())
+    assert executor.execute(live_order(), 65000.123) is None  # BTC: UNKNOWN
+    closing = order("cid-eth", "SELL", 0.0123, price=65000.0, symbol="ETH_USDT")
+    assert executor.execute(closing, 65000.0).status == "FILLED"
+    assert len(mexc.calls["create"]) == 2

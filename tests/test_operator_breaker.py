@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis as redislib
 
-from cdb.bus import BREAKER_KEY, CONTROL
+from cdb.bus import BREAKER_KEY, CONTROL, REFUSED_KEY
 from cdb.events import parse_event
 from cdb_operator import breaker, conditions
 from cdb_operator.breaker import Observed, RedisAddress, plan
@@ -124,6 +124,20 @@ def test_link_sends_a_durable_control_and_reads_the_hash(redis_env: dict[str, st
         )
         client.hset(BREAKER_KEY, mapping={"engaged": "1", "manual": "1", "control_id": "cid-1"})
         assert link.read() == Observed(engaged=True, manual=True, control_id="cid-1")
+        # execution's count of orders the breaker or kill switch refused (REFUSED_KEY)
+        client.hset(
+            REFUSED_KEY,
+            mapping={"count": "2", "client_id": "ab12", "side": "BUY", "symbol": "BTC_USDT",
+                     "reason": "kill switch engaged (x): no orders of any kind"},
+        )  # fmt: skip
+        observed = link.read()
+        assert observed.refused_orders == 2
+        assert (
+            observed.last_refused
+            == "ab12 BUY BTC_USDT: kill switch engaged (x): no orders of any kind"
+        )
+        status = breaker.with_observed({}, observed)
+        assert (status["refusedOrders"], status["lastRefused"]) == (2, observed.last_refused)
     finally:
         link.close()
         client.close()

@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cdb.bus import BREAKER_KEY, MARKET_DATA, Bus
+from cdb.bus import BREAKER_KEY, MARKET_DATA, REFUSED_KEY, Bus
 from cdb.events import Control, stable_id
 from cdb_operator.conditions import BREAKER, Cond, rfc3339
 from cdb_operator.market import SCAN
@@ -41,6 +41,9 @@ class Observed:
     reason: str = ""
     control_id: str = ""
     updated_at: int | None = None
+    #: orders execution refused because of the kill switch or breaker, and the latest one
+    refused_orders: int = 0
+    last_refused: str = ""
 
     def engaged_by(self) -> list[str]:
         return [
@@ -54,14 +57,30 @@ class Observed:
         ]
 
 
-def parse_hash(raw: dict[Any, Any]) -> Observed | None:
-    """Decode the hash (bytes or str fields); ``None`` when the risk manager never wrote it."""
-    if not raw:
-        return None
-    fields = {
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in raw.items()
     }
+
+
+def parse_hash(raw: dict[Any, Any], refused: dict[Any, Any] | None = None) -> Observed | None:
+    """Decode the hash (bytes or str fields); ``None`` when the risk manager never wrote it.
+
+    ``refused`` is execution's ``REFUSED_KEY`` hash: how many orders the breaker or kill
+    switch stopped, and the latest, as ``"<client_id> <side> <symbol>: <reason>"``.
+    """
+    if not raw:
+        return None
+    fields = _decode(raw)
+    stopped = _decode(refused or {})
+    count = stopped.get("count", "0")
+    last = ""
+    if stopped.get("client_id"):
+        last = (
+            f"{stopped['client_id']} {stopped.get('side', '')} {stopped.get('symbol', '')}: "
+            f"{stopped.get('reason', '')}"
+        )[:300]
 
     def flag(name: str) -> bool:
         return fields.get(name, "0") == "1"
@@ -75,6 +94,8 @@ def parse_hash(raw: dict[Any, Any]) -> Observed | None:
         reason=fields.get("reason", ""),
         control_id=fields.get("control_id", ""),
         updated_at=int(float(updated)) if updated else None,
+        refused_orders=int(count) if count.isdigit() else 0,
+        last_refused=last,
     )
 
 
@@ -153,6 +174,8 @@ def with_observed(status: dict[str, Any], observed: Observed | None) -> dict[str
             engagedBy=observed.engaged_by(),
             reason=observed.reason,
             updatedAt=observed.updated_at,
+            refusedOrders=observed.refused_orders,
+            lastRefused=observed.last_refused,
         )
         if out.get("controlId") and observed.control_id == out["controlId"]:
             out["confirmed"] = True
@@ -254,7 +277,10 @@ class BreakerLink:
 
     def read(self) -> Observed | None:
         try:
-            return parse_hash(self.client.hgetall(BREAKER_KEY))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(BREAKER_KEY)
+            pipe.hgetall(REFUSED_KEY)
+            return parse_hash(*pipe.execute())
         except redis.RedisError as exc:
             raise BreakerUnreachable(f"cannot read breaker: {type(exc).__name__}: {exc}") from exc
 

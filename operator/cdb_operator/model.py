@@ -152,7 +152,10 @@ class Risk(Spec):
     max_position_pct: Percent = Field(10.0, description="Largest single position, % of equity")
     max_exposure_pct: Percent = Field(50.0, description="Total open exposure, % of equity")
     stop_loss_pct: Annotated[float, Field(gt=0, lt=100)] = Field(
-        2.0, description="Stop loss below entry, in percent"
+        2.0,
+        description="Stop loss below entry, in percent; fixed per position when it opens: a "
+        "change applies to new positions, not open ones (re-stop them with "
+        "`python -m cdb.risk.restop`)",
     )
     max_daily_drawdown_pct: Percent = Field(
         5.0, description="Daily loss that trips the breaker until the next UTC day, in percent"
@@ -523,6 +526,10 @@ class BreakerStatus(Spec):
     )
     reason: str = ""
     updated_at: int | None = Field(None, description="When the risk manager last wrote it")
+    refused_orders: int = Field(
+        0, description="Orders execution refused because the kill switch or breaker was engaged"
+    )
+    last_refused: str = Field("", description="The latest: client id, side, symbol: reason")
     error: str = Field(
         "", description="Why the last observation of the bot's Redis failed ('' once it answers)"
     )

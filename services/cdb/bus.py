@@ -69,6 +69,10 @@ BREAKER_KEY = "cdb:risk:breaker"
 #: PostgreSQL at every start) on every change and every 10 s, so a flushed Redis has it
 #: back within seconds.
 HELD_KEY = "cdb:risk:held"
+#: Redis key (a hash) where execution counts the orders the kill switch or breaker refused
+#: and describes the latest (``count``, ``client_id``, ``symbol``, ``side``, ``reason``,
+#: ``at``); the operator shows it on the TradingBot's ``status.breaker``.
+REFUSED_KEY = "cdb:execution:refused"
 
 
 class Delivery(NamedTuple):

@@ -4,10 +4,11 @@ The rules, in the order they apply to an ``order`` entry (which may be a redeliv
 
 1. The order row (``client_id``) is created ``NEW`` if absent. A final row is never
    sent again: its stored result is returned for republishing.
-2. ``NEW``: refused while the service is fail-closed, while the kill switch (any order)
-   or the breaker (entries) is engaged in the risk manager's durable state, or when the
-   venue says it can never execute; otherwise marked ``SENT`` and *committed* before
-   the venue is called.
+2. ``NEW``: refused while the service is fail-closed (``Problems.refusal``: an
+   ``UNKNOWN`` order blocks entries and its own symbol, a mismatch everything), while
+   the kill switch (any order) or the breaker (entries) is engaged in the risk
+   manager's durable state, or when the venue says it can never execute; otherwise
+   marked ``SENT`` and *committed* before the venue is called.
 3. ``SENT`` (a redelivery after a crash or a failed attempt): the outcome is unknown,
    so the venue is asked for the order by client id first, and the order is sent
    again only when a bounded series of lookups (``ORDER_LOOKUPS``, backing off from
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from tenacity import (
     RetryCallState,
@@ -53,64 +53,10 @@ from cdb.exchange.errors import (
 )
 from cdb.exchange.trading import ExecutionReport, OrderRequest, Venue
 from cdb.execution.ledger import NEW, SENT, UNKNOWN, Ledger, StoredOrder
-from cdb.risk.breaker import Breaker, utc_day
+from cdb.execution.safety import OrderInDoubt, Problems
 from cdb.runtime import TransientError
 
-
-def halt_reason(breaker: dict | None, side: str, now: float) -> str | None:
-    """Why an order of ``side`` must not be sent, given the risk manager's persisted breaker.
-
-    ``breaker`` is the ``service_state`` value (risk/breaker, ``Breaker.to_json``), read
-    from PostgreSQL before every send and resend, so a control engaged while execution
-    was down or behind on its streams is obeyed all the same. The kill switch stops every
-    order, the breaker (manual, or the daily loss limit of the current UTC day) every entry.
-    """
-    if not breaker:
-        return None
-    state = Breaker.from_json(breaker)
-    if state.kill_switch:
-        return f"kill switch engaged ({state.reason}): no orders of any kind"
-    if side == "BUY" and state.engaged(utc_day(now)):
-        return f"breaker engaged ({state.reason}): no new entries"
-    return None
-
-
-class OrderInDoubt(Exception):
-    """The exchange has the order (it acknowledged it) but will not say what became of it."""
-
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Problems:
-    """Why the service refuses new orders (fail-closed) or cannot reach the exchange."""
-
-    unknown: dict[str, str] = field(default_factory=dict)  # client_id → reason
-    mismatches: list[str] = field(default_factory=list)  # positions the exchange does not hold
-    exchange: str | None = None  # the last exhausted exchange error, cleared on success
-    #: orders refused by the kill switch or breaker: count and the latest (for /status)
-    refused: int = 0
-    last_refused: dict | None = None
-    #: what start-up reconciliation found at the exchange that the book does not know
-    findings: list[str] = field(default_factory=list)
-
-    @property
-    def fail_closed(self) -> bool:
-        return bool(self.unknown or self.mismatches)
-
-    def describe(self) -> list[str]:
-        out = []
-        if self.unknown:
-            ids = ", ".join(sorted(self.unknown)[:5])
-            out.append(
-                f"fail-closed: {len(self.unknown)} order(s) in state UNKNOWN ({ids}); "
-                "resolve with `python -m cdb.execution.resolve` (docs/services/execution.md)"
-            )
-        out.extend(f"fail-closed: {m}" for m in self.mismatches)
-        if self.exchange:
-            out.append(f"exchange unavailable: {self.exchange}")
-        return out
 
 
 class Executor:
@@ -127,6 +73,7 @@ class Executor:
         lookups: int = 5,
         lookup_backoff_s: float = 0.5,
         halt: Callable[[str], str | None] = lambda side: None,
+        refused: Callable[[int, dict], None] = lambda count, latest: None,
         fence: Callable[[], None] = lambda: None,
         pause: Callable[[str, str], None] = lambda point, client_id: None,
         alert: Callable[[str, str, str, dict], None] = lambda level, code, msg, ctx: None,
@@ -139,6 +86,7 @@ class Executor:
         self.lookup_backoff_s = lookup_backoff_s
         self.backoff_max_s = backoff_max_s
         self.halt = halt
+        self.refused = refused
         self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
         self.pause = pause
@@ -148,7 +96,7 @@ class Executor:
     # -- one order ------------------------------------------------------------------------------
 
     def execute(self, order: Order, market_price: float | None) -> OrderResult | None:
-        """The order's final result (new or stored), or None while a person must resolve it."""
+        """The order's final result (new or stored), or None while it is ``UNKNOWN``."""
         stored = self.ledger.claim(order)
         request = OrderRequest(
             order.client_id, order.symbol, order.side, order.quantity, market_price or order.price
@@ -157,7 +105,11 @@ class Executor:
             log.info("order %s already %s: republishing", order.client_id, stored.status)
             return stored.to_result()
         if stored.status == UNKNOWN:
-            log.warning("order %s is UNKNOWN: not sent; a person must resolve it", order.client_id)
+            log.warning(
+                "order %s is UNKNOWN: not sent; settled when the exchange reports it or a "
+                "person resolves it",
+                order.client_id,
+            )
             return None
         if stored.status == NEW:
             refusal = self._stale(order) or self._refusal(request)
@@ -199,8 +151,9 @@ class Executor:
         return None
 
     def _refusal(self, request: OrderRequest) -> str | None:
-        if self.problems.fail_closed:
-            return "; ".join(self.problems.describe())[:500]
+        closed = self.problems.refusal(request.side, request.symbol)
+        if closed:
+            return closed
         halted = self._halted(request)
         if halted:
             return halted
@@ -245,6 +198,7 @@ class Executor:
                 "at": int(time.time()),
             }
             log.warning("order %s refused: %s", request.client_id, reason)
+            self.refused(self.problems.refused, self.problems.last_refused)
         return reason
 
     def look_up(self, request: OrderRequest) -> ExecutionReport | None:
@@ -280,14 +234,20 @@ class Executor:
         Raises ``OrderInDoubt`` when the exchange acknowledged the order but never reports it.
         """
         doubt = maybe_sent
+        acknowledged: ExchangeError | None = None  # the exchange said it has the order
 
         def attempt() -> ExecutionReport:
-            nonlocal doubt
+            nonlocal doubt, acknowledged
             self.fence()
             if doubt:
                 found = self.look_up(request)
                 if found is not None:
                     return found
+                if acknowledged is not None:  # it exists: absence is never proven
+                    raise OrderInDoubt(
+                        f"the exchange has it ({acknowledged}) but did not report it after "
+                        f"{self._lookup_window()}"
+                    )
                 log.info("order %s proven absent (%s)", request.client_id, self._lookup_window())
                 halted = self._halted(request)  # every resend is a new send: ask again
                 if halted:
@@ -298,6 +258,7 @@ class Executor:
             try:
                 return self.venue.place(request)
             except (OrderExists, OrderNotVisible) as exc:
+                acknowledged = exc
                 found = self.look_up(request)  # it exists: find it, never send it again
                 if found is not None:
                     return found
@@ -344,6 +305,7 @@ class Executor:
         """``SENT`` → ``UNKNOWN``: raise a CRITICAL alert and refuse new orders until resolved."""
         if self.ledger.set_status(stored.client_id, SENT, UNKNOWN, reason[:500]):
             self.problems.unknown[stored.client_id] = reason
+            self.problems.unknown_symbols[stored.client_id] = stored.symbol
             self.alert(
                 "CRITICAL",
                 "ORDER_UNKNOWN",
@@ -394,4 +356,5 @@ class Executor:
         for client_id in set(self.problems.unknown) - set(current):
             log.info("order %s was resolved", client_id)
         self.problems.unknown = current
+        self.problems.unknown_symbols = {o.client_id: o.symbol for o in rows}
         return settled

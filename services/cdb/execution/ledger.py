@@ -5,8 +5,8 @@ order, its trade, the position and the cash in *one* transaction, so a crash
 leaves either all of a fill or none of it. The order row is the idempotency
 record: ``NEW`` (recorded, not sent), ``SENT`` (committed before the exchange is
 called: from here the outcome is unknown until a result is stored), ``UNKNOWN``
-(start-up reconciliation could not find it: a person must resolve it), then a
-final ``order_result`` status. Only ``NEW`` is ever sent; a final row is never
+(the exchange has or may have it but does not report it: settled when it does, or by a
+person), then a final ``order_result`` status. Only ``NEW`` is ever sent; a final row is never
 changed again.
 """
 

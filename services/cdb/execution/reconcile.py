@@ -22,7 +22,7 @@ In live mode the account is checked against the book too:
   the book does not know is a mismatch: it may fill at any moment, so the service
   fails closed until it is cancelled at the exchange and execution restarted;
 - a balance of an asset the book has no position in (coins bought outside the
-  system, or by an order whose result was lost) raises a CRITICAL alert and is listed
+  system, or by an order whose result was lost) raises a WARNING alert and is listed
   in ``/status`` (``exchange_findings``), without failing closed: an account may hold
   coins the bot is not meant to trade.
 """
@@ -130,7 +130,7 @@ def reconcile(executor: Executor) -> list[OrderResult]:
         for message in mismatches:
             executor.alert("CRITICAL", "POSITION_MISMATCH", message + " – execution halted", {})
         for message in findings:
-            executor.alert("CRITICAL", "UNTRACKED_BALANCE", message, {})
+            executor.alert("WARNING", "UNTRACKED_BALANCE", message, {})
         executor.problems.mismatches = mismatches
         executor.problems.findings = findings
     return results

@@ -1,8 +1,9 @@
 """``python -m cdb.execution.resolve``: a person settles an order whose outcome is UNKNOWN.
 
 The execution service fails closed while any order is ``UNKNOWN`` (sent, but the
-exchange did not report it at start). Check the order on the exchange's website
-or app under its client order id, then record what really happened:
+exchange does not report it; the service keeps asking and settles it once the exchange
+does). Check the order on the exchange's website or app under its client order id,
+then record what really happened:
 
     python -m cdb.execution.resolve --list
     python -m cdb.execution.resolve CLIENT_ID --status CANCELLED --note "not on MEXC"

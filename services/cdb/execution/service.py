@@ -17,16 +17,17 @@ from typing import Any
 
 import redis
 
-from cdb.bus import ALERTS, MARKET_DATA, ORDERS, Bus, Delivery
+from cdb.bus import ALERTS, MARKET_DATA, ORDERS, REFUSED_KEY, Bus, Delivery
 from cdb.events import Alert, MarketData, Order
 from cdb.exchange.errors import ExchangeError
 from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
-from cdb.execution.executor import Executor, halt_reason
+from cdb.execution.executor import Executor
 from cdb.execution.ledger import Ledger
 from cdb.execution.lock import SingleWriterLock
 from cdb.execution.metrics import ExecutionMetrics
 from cdb.execution.reconcile import reconcile
+from cdb.execution.safety import halt_reason
 from cdb.execution.settings import ExecutionSettings
 from cdb.runtime import TRANSIENT, Service, TransientError
 from cdb.settings import SettingsError
@@ -71,6 +72,7 @@ class ExecutionService(Service):
             lookups=settings.ORDER_LOOKUPS,
             lookup_backoff_s=settings.ORDER_LOOKUP_BACKOFF_S,
             halt=self._halt,
+            refused=self._refused,
             fence=self._fence,
             pause=self._pause,
             alert=self._alert,
@@ -109,6 +111,15 @@ class ExecutionService(Service):
 
     def _halt(self, side: str) -> str | None:
         return halt_reason(self.ledger.risk_breaker(), side, time.time())
+
+    def _refused(self, count: int, latest: dict) -> None:
+        """Show a kill switch/breaker refusal where the operator reads it (``REFUSED_KEY``)."""
+        try:
+            self.bus.client.hset(
+                REFUSED_KEY, mapping={"count": count, **{k: str(v) for k, v in latest.items()}}
+            )
+        except redis.RedisError:
+            log.warning("could not record the refusal in %s", REFUSED_KEY)
 
     def _pause(self, point: str, client_id: str) -> None:
         if point == self.settings.EXECUTION_TEST_PAUSE_AT:

@@ -10,7 +10,6 @@ committed first, then the order, the alert and the breaker's mirror are publishe
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from cdb.bus import BREAKER_KEY, HELD_KEY, Bus
+from cdb.bus import BREAKER_KEY, Bus
 from cdb.events import Event, Order
 from cdb.metrics import zero
 from cdb.risk import rules, views
@@ -28,6 +27,7 @@ from cdb.risk.metrics import KNOWN_DECISIONS
 from cdb.risk.portfolio import PendingOrder, Portfolio
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent, Store
+from cdb.risk.watch import Watch
 from cdb.runtime import TRANSIENT, Service
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 CASH_BUFFER = 0.01
 
 
-class Guard(Service):
+class Guard(Watch, Service):
     """State and continuous checks shared by the handlers of ``RiskService``."""
 
     def __init__(self, settings: RiskSettings, bus: Bus, clock: Callable[[], float]) -> None:
@@ -327,59 +327,6 @@ class Guard(Service):
             f"exit:{cid}", now, severity, "exit", rule, reason, None, cid, symbol, context
         )
         self.decide(event, order)
-
-    def mirror_held(self, now: int) -> None:
-        """Tell the feed which symbols are held (``HELD_KEY``): on a change and every 10 s."""
-        held = sorted(self.book.positions)
-        written, at = self._held_mirror
-        if held != written or now - at >= 10:
-            self.bus.client.set(HELD_KEY, json.dumps(held))
-            self._held_mirror = (held, now)
-
-    def price_ages(self, now: int) -> dict[str, int]:
-        """Seconds since the last price of each held symbol (since the start if none came)."""
-        times = self.market.times
-        return {s: now - times.get(s, self.restored_at) for s in self.book.positions}
-
-    def check_blind(self, now: int) -> None:
-        """A held symbol without a fresh price cannot be stopped out: say so, louder with time.
-
-        WARNING once its last price is older than ``RISK_MARKET_DATA_MAX_AGE_S``, CRITICAL
-        past twice that, an INFO row when prices come back; each once per episode (the
-        event key names the last price's time). Shown on /status, /health and a metric.
-        """
-        limit = self.limits.market_data_max_age_s
-        for symbol, age in self.price_ages(now).items():
-            level = "CRITICAL" if age > 2 * limit else "WARNING" if age > limit else None
-            before = self.blind.get(symbol)
-            since = self.market.times.get(symbol, self.restored_at)
-            if level is None:
-                if before is not None:
-                    del self.blind[symbol]
-                    text = f"{symbol}: prices again ({age} s old) – its stop loss is watched again"
-                    self.decide(
-                        RiskEvent(
-                            f"blind_end:{symbol}:{since}", now, "INFO", "resume",
-                            "stale_position", text, symbol=symbol,
-                        )
-                    )  # fmt: skip
-                continue
-            if level == before or before == "CRITICAL":
-                continue
-            self.blind[symbol] = level
-            text = (
-                f"held {symbol} has no price for {age} s (limit {limit} s): its stop loss "
-                "cannot fire – check that the feed includes it"
-            )
-            context = {"age_s": age, "limit_s": limit, "last_price_ts": since}
-            self.decide(
-                RiskEvent(
-                    f"blind:{symbol}:{since}:{level}", now, level, "blind", "stale_position",
-                    text, symbol=symbol, context=context,
-                )
-            )  # fmt: skip
-        for symbol in set(self.blind) - set(self.book.positions):
-            del self.blind[symbol]
 
     def pause_symbol(self, symbol: str, move: float, ts: int) -> None:
         text = (

@@ -32,7 +32,11 @@ class RiskSettings(BaseServiceSettings, PostgresSettings):
         5, ge=1, le=1000, description="Largest number of open positions"
     )
     STOP_LOSS_PCT: float = Field(
-        2.0, gt=0, lt=100, description="Stop loss distance below the entry price, percent"
+        2.0,
+        gt=0,
+        lt=100,
+        description="Stop loss distance below the entry price, percent; fixed per position "
+        "when opened (a change does not move open stops: python -m cdb.risk.restop)",
     )
     MAX_DAILY_DRAWDOWN_PCT: float = Field(
         5.0, gt=0, le=100, description="Loss since the UTC day's start that trips the breaker, %"
