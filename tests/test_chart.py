@@ -318,10 +318,9 @@ def test_restricted_checker_catches_a_bad_pod():
 
 
 def test_liveness_uses_kopf_health_endpoint_and_readiness_its_own():
-    for name, port in (("defaults", 8080), ("operator-tuned", 9000)):
+    for name, port, ready_port in (("defaults", 8080, 8082), ("operator-tuned", 9000, 9001)):
         container = operator_deployment(name)["spec"]["template"]["spec"]["containers"][0]
         assert f"--liveness=http://0.0.0.0:{port}/healthz" in container["args"]
-        ready_port = port + 1  # 8081 by default; the tuned scenario sets 9001
         assert f"--readiness=http://0.0.0.0:{ready_port}/readyz" in container["args"]
         assert {"name": "health", "containerPort": port, "protocol": "TCP"} in container["ports"]
         assert {"name": "ready", "containerPort": ready_port, "protocol": "TCP"} in container[
@@ -410,6 +409,21 @@ def test_metrics_port_must_differ_from_health_port(tmp_path):
     proc = helm("template", "cdb", str(CHART_DIR), "-f", str(path), check=False)
     assert proc.returncode != 0
     assert "operator.metricsPort must differ from operator.healthPort" in proc.stderr
+
+
+def test_metrics_port_must_differ_from_readiness_port(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump({"operator": {"metricsPort": 9005, "readinessPort": 9005}}))
+    proc = helm("template", "cdb", str(CHART_DIR), "-f", str(path), check=False)
+    assert proc.returncode != 0
+    assert "operator.metricsPort must differ from operator.readinessPort" in proc.stderr
+
+
+def test_default_operator_ports_are_distinct():
+    """The operator binds each of them: two equal defaults crash it at start (seen: 8081 twice)."""
+    container = operator_deployment("defaults")["spec"]["template"]["spec"]["containers"][0]
+    ports = [p["containerPort"] for p in container["ports"]]
+    assert len(ports) == len(set(ports)) == 3, ports
 
 
 def test_existing_service_account_needs_a_name(tmp_path):

@@ -81,14 +81,15 @@ async def test_the_chart_s_exact_command_runs_cluster_wide(kmock: Any, tmp_path:
     """The operator container's command and args as `helm template` renders them (watching
     every namespace, the chart's default), run against kmock: it must start and reconcile.
 
-    Only the health port is chosen through the chart's own value (operator.healthPort) so
-    the test does not collide with another process on 8080; the Redis address is the
+    Only the ports are chosen through the chart's own values (operator.healthPort,
+    readinessPort, metricsPort) so the test does not collide with another process; the Redis address is the
     chart's default too (cluster DNS, unresolvable here), so the breaker reports an error.
     """
     declare(kmock)
     kubeconfig = write_kubeconfig(kmock, tmp_path)
-    health = free_port()
-    objs = helm_template({"operator": {"healthPort": health}}, release="cdb", namespace="cdb-x")
+    health, ready, metrics = free_port(), free_port(), free_port()
+    ports = {"healthPort": health, "readinessPort": ready, "metricsPort": metrics}
+    objs = helm_template({"operator": ports}, release="cdb", namespace="cdb-x")
     deployment = next(o for o in objs if o["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     command = [*container["command"], *container["args"]]

@@ -41,7 +41,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--readiness",
-        default="http://0.0.0.0:8081/readyz",
+        default="http://0.0.0.0:8082/readyz",
         help="readiness endpoint URL: 503 while the API server does not answer ('' to disable)",
     )
     p.add_argument(

@@ -112,6 +112,9 @@ app.kubernetes.io/component: operator
 {{- if eq (int .Values.operator.metricsPort) (int .Values.operator.healthPort) }}
 {{- fail "operator.metricsPort must differ from operator.healthPort" }}
 {{- end }}
+{{- if eq (int .Values.operator.metricsPort) (int .Values.operator.readinessPort) }}
+{{- fail "operator.metricsPort must differ from operator.readinessPort" }}
+{{- end }}
 - --metrics-port={{ .Values.operator.metricsPort }}
 {{- end }}
 {{- if .Values.operator.verbose }}
