@@ -27,6 +27,7 @@ CHECK_NAMES = {
     "cash": "free cash",
     "min_order_value": "minimum order value",
     "position_held": "position held",
+    "exit_pending": "already closing",
 }
 #: ``risk_events.rule`` → the check that rule is about (the one that decided).
 RULE_CHECK = {
@@ -39,11 +40,19 @@ RULE_CHECK = {
     "stale_signal": "signal_age",
     "exposure": "exposure",
     "open_positions": "open_positions",
-    "position": "position_size",
-    "cash": "cash",
     "min_order_value": "min_order_value",
     "no_position": "position_held",
+    "exit_pending": "exit_pending",
 }
+#: A clipped order's rule names the room that bound it (``rules.size_entry``).
+CLIP_CHECK = {"position": "position_size", "exposure": "exposure_after", "cash": "cash"}
+
+
+def decided_check(decision: str, rule: str) -> str | None:
+    """The check a decision's rule is about (``None`` for approvals and exits)."""
+    if decision == "clip":
+        return CLIP_CHECK.get(rule)
+    return RULE_CHECK.get(rule)
 
 
 def _iso(ts: int | None) -> str | None:
@@ -68,7 +77,7 @@ def build(
     """
     found = any(x is not None for x in (signal, decision, order, result)) or bool(fills)
     context = (decision or {}).get("context") or {}
-    decided = RULE_CHECK.get((decision or {}).get("rule", ""))
+    decided = decided_check((decision or {}).get("decision", ""), (decision or {}).get("rule", ""))
     checks = []
     for item in context.get("checks") or []:
         name = item.get("check", "")
