@@ -98,9 +98,13 @@
       series: [{}, { label: "equity " + quote, stroke: "#1a73e8", width: 2, value: (u, v) => fmt(v) }],
       axes: [{}, { size: 70 }],
     }, [eq.map(p => p[0]), eq.map(p => p[1])], equityPlot);
-    const days = d.daily_pnl.length ? d.daily_pnl : [{ day: Math.floor(d.now / 86400) * 86400, realized_pnl: 0 }];
+    // the last 14 UTC days, days without fills at 0, so one day still draws as one bar
+    const byDay = new Map(d.daily_pnl.map(x => [x.day, x.realized_pnl]));
+    const today = Math.floor(d.now / 86400) * 86400;
+    const days = [];
+    for (let t = today - 13 * 86400; t <= today; t += 86400) days.push({ day: t, realized_pnl: byDay.get(t) || 0 });
     pnlPlot = chart("pnl-chart", {
-      scales: { x: { time: true, range: (u, min, max) => [min - 86400, max + 86400] } },
+      scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
       series: [{}, { label: "realized P&L " + quote, stroke: "#137333", fill: "rgba(19,115,51,.3)",
         paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false }, value: (u, v) => fmt(v) }],
       axes: [{}, { size: 70 }],
