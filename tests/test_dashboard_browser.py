@@ -364,6 +364,17 @@ def test_state_changing_requests_without_the_token_are_refused(pipe, tmp_path):
         readonly.stop()
     assert pipe.redis().xlen("control") == control_len, "no control was sent"
     assert pipe.breaker()["engaged"] == "0"
+    # guessing the token: sign-ins are limited to 20 a minute (all clients together)
+    codes = []
+    for guess in range(25):
+        wrong = urllib.request.Request(
+            f"http://127.0.0.1:{p}/login", data=f"token=guess-{guess}".encode(), method="POST"
+        )
+        try:
+            codes.append(urllib.request.urlopen(wrong, timeout=10).status)
+        except urllib.error.HTTPError as exc:
+            codes.append(exc.code)
+    assert set(codes) == {401, 429} and codes[-1] == 429, codes
 
 
 def test_push_page_registers_the_worker_and_subscribes_through_the_notifier(pipe, browser):

@@ -30,6 +30,7 @@ from cdb.bus import Bus
 from cdb.dashboard import auth, control, explain, figures, queries
 from cdb.dashboard.settings import DashboardSettings
 from cdb.events import CLIENT_ID_PATTERN
+from cdb.notifier.policy import RateLimit
 from cdb.risk.breaker import utc_day
 from cdb.runtime import Service
 
@@ -54,6 +55,8 @@ class DashboardService(Service):
         self.token = token.get_secret_value() if token else None
         self.reader = queries.Reader(settings, settings.QUOTE_ASSET)
         self.confirmations = auth.Confirmations()
+        #: sign-in attempts per minute, all clients together: guessing a token stays slow
+        self.login_attempts = RateLimit(auth.LOGINS_PER_MINUTE)
         self.last_error: str | None = None
         self.controls = Counter(
             "cdb_dashboard_controls",
@@ -182,6 +185,8 @@ class DashboardService(Service):
 
         @bp.post("/login")
         def login():
+            if not self.login_attempts.allow(time.monotonic()):
+                return page("index.html", login_error="too many attempts, wait a minute"), 429
             given = request.form.get("token", "")
             if self.token is None or not auth.token_matches(given, self.token):
                 self.refused.inc()
@@ -189,7 +194,7 @@ class DashboardService(Service):
             session.clear()
             session["auth"] = True
             auth.csrf_token()
-            return redirect(request.form.get("next") or "/", code=303)
+            return redirect("/", code=303)
 
         @bp.post("/logout")
         def logout():
