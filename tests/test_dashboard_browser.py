@@ -38,6 +38,8 @@ from cdb.notifier.vapid import b64url, public_key_b64
 
 TOKEN = "dashboard-token-0123456789"
 SHOTS = os.environ.get("CDB_SCREENSHOT_DIR")
+#: Signals the breaker halted in one test, explained in the next.
+HALTED: list[str] = []
 _ids = itertools.count()
 
 
@@ -311,6 +313,7 @@ def test_engaging_the_breaker_in_the_page_blocks_the_next_signal(pipe, browser):
         message="the signal decided",
     )
     assert decision == [("halt", "manual_breaker", None)]
+    HALTED.append(signal_id)
     assert pipe.sql("SELECT count(*) FROM orders WHERE signal_id = %s", (signal_id,)) == [(0,)]
     control = pipe.sql(
         "SELECT decision, context->>'source' FROM risk_events WHERE event_key = %s",
@@ -326,6 +329,31 @@ def test_engaging_the_breaker_in_the_page_blocks_the_next_signal(pipe, browser):
     browser.find_element(By.ID, "confirm-yes").click()
     wait_until(lambda: pipe.breaker()["engaged"] == "0", timeout=30, message="released")
     assert console_errors(browser) == []
+
+
+def test_a_halted_signal_is_explained_without_an_order(pipe, browser):
+    from selenium.webdriver.common.by import By
+
+    assert HALTED, "the breaker test ran first and halted a signal"
+    signal_id = HALTED[0]
+    open_page(browser, pipe, f"/explain/signal/{signal_id}")
+    assert "got no order" in browser.find_element(By.TAG_NAME, "h2").text
+    assert browser.find_element(By.ID, "ex-rule").text == "manual_breaker"
+    decided = browser.find_elements(By.CSS_SELECTOR, "#ex-checks tr.decided")
+    assert [tr.get_attribute("data-check") for tr in decided] == ["manual_breaker"]
+    cells = [td.text for td in decided[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[0] == "✗" and cells[2] == "engaged" and cells[3] == "off"
+    assert browser.find_elements(By.ID, "ex-order") == []
+    assert console_errors(browser) == []
+    out = subprocess.run(
+        [sys.executable, "-m", "cdb", "explain", "--signal", signal_id, "--data-dir", "/x"],
+        env={**os.environ, **pipe.pg_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "FAIL manual breaker" in out.stdout and "<- decided" in out.stdout
 
 
 def test_state_changing_requests_without_the_token_are_refused(pipe, tmp_path):

@@ -62,14 +62,15 @@ def _iso(ts: int | None) -> str | None:
 
 
 def build(
-    client_id: str,
+    client_id: str | None,
     signal: dict[str, Any] | None,
     decision: dict[str, Any] | None,
     order: dict[str, Any] | None,
     result: dict[str, Any] | None,
     fills: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The explanation of ``client_id`` from its rows (each a column → value dict).
+    """The explanation of ``client_id`` from its rows (each a column → value dict); for a
+    signal that got no order, ``client_id`` is ``None`` and ``signal`` / ``decision`` say why.
 
     Returns ``{"client_id", "found", "signal", "decision", "checks", "order", "result",
     "fills", "fees", "realized_pnl", "summary"}``; ``checks`` items carry ``decided``
@@ -119,7 +120,7 @@ def _with_time(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def summary(expl: dict[str, Any]) -> str:
     """One sentence: what was decided, by which rule, and what became of the order."""
     if not expl["found"]:
-        return f"no order, signal or decision with client id {expl['client_id']}"
+        return f"no order, signal or decision with id {expl['client_id'] or 'given'}"
     parts = []
     sig = expl["signal"]
     if sig:
@@ -147,7 +148,8 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 def to_text(expl: dict[str, Any]) -> str:
     """The explanation as lines for a terminal (what ``cdb explain`` prints)."""
-    lines = [f"order {expl['client_id']}: {expl['summary']}"]
+    head = f"order {expl['client_id']}" if expl["client_id"] else "signal (no order)"
+    lines = [f"{head}: {expl['summary']}"]
     sig = expl["signal"]
     if sig:
         lines += [

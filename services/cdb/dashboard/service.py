@@ -7,7 +7,8 @@ push subscription, forwarded to the notifier. Both are refused unless
 ``DASHBOARD_TOKEN`` is set (:mod:`cdb.dashboard.auth`).
 
 Pages: ``/`` (overview, refreshed by polling ``/api/overview`` every 2 s),
-``/explain/CLIENT_ID``, ``/push`` (web-push subscription). JSON: ``/api/overview``,
+``/explain/CLIENT_ID`` (``/explain/signal/SIGNAL_ID`` for a signal that got no order),
+``/push`` (web-push subscription). JSON: ``/api/overview``,
 ``/api/explain/CLIENT_ID``, ``/api/breaker``, ``POST /api/control`` then
 ``POST /api/control/confirm``, ``GET /api/control/CONTROL_ID``, ``/api/push/key``,
 ``POST /api/push/subscribe``.
@@ -36,6 +37,8 @@ from cdb.runtime import Service
 
 log = logging.getLogger(__name__)
 CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+#: Signal ids are free text up to 64 characters; links accept the URL-safe ones.
+SIGNAL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -114,9 +117,8 @@ class DashboardService(Service):
             "writable": self.token is not None,
         }
 
-    def explanation(self, client_id: str) -> dict[str, Any]:
-        rows = self.reader.explain_rows(client_id)
-        return explain.build(client_id, **rows)
+    def explanation(self, client_id: str | None = None, signal_id: str | None = None) -> dict:
+        return explain.build(**self.reader.explain_rows(client_id, signal_id))
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -172,6 +174,27 @@ class DashboardService(Service):
                 failed(exc)
                 return page("explain.html", expl=None, error=self.last_error), 503
             return page("explain.html", expl=expl, error=None), 200 if expl["found"] else 404
+
+        @bp.get("/explain/signal/<signal_id>")
+        def explain_signal_page(signal_id: str):
+            if not SIGNAL_ID.match(signal_id):
+                return page("explain.html", expl=None, error="not a signal id"), 400
+            try:
+                expl = self.explanation(signal_id=signal_id)
+            except (psycopg2.Error, redis.RedisError) as exc:
+                failed(exc)
+                return page("explain.html", expl=None, error=self.last_error), 503
+            return page("explain.html", expl=expl, error=None), 200 if expl["found"] else 404
+
+        @bp.get("/api/explain/signal/<signal_id>")
+        def api_explain_signal(signal_id: str):
+            if not SIGNAL_ID.match(signal_id):
+                return jsonify({"error": "not a signal id"}), 400
+            try:
+                expl = self.explanation(signal_id=signal_id)
+            except (psycopg2.Error, redis.RedisError) as exc:
+                return failed(exc)
+            return jsonify(expl), 200 if expl["found"] else 404
 
         @bp.get("/push")
         def push_page():

@@ -86,9 +86,10 @@
       [time(f.ts), why(f.client_id), f.symbol, f.side, { text: fmt(f.quantity, 8), cls: "num" }, { text: fmt(f.price, 6), cls: "num" },
        { text: fmt(f.fee, 6), cls: "num" }, { text: fmt(f.realized_pnl), cls: "num" }]));
     table("signals", ["time", "symbol", "side", "conf", "reason"], L.signals.map(s =>
-      [time(s.ts), s.symbol, s.side, fmt(s.confidence), s.reason]));
+      [{ text: time(s.ts), href: "/explain/signal/" + encodeURIComponent(s.signal_id) }, s.symbol, s.side, fmt(s.confidence), s.reason]));
     table("risk_events", ["time", "decision", "rule", "description"], L.risk_events.map(r =>
-      [time(r.ts), r.client_id ? { text: r.decision, href: "/explain/" + encodeURIComponent(r.client_id) } : r.decision,
+      [time(r.ts), r.client_id ? { text: r.decision, href: "/explain/" + encodeURIComponent(r.client_id) }
+        : r.signal_id ? { text: r.decision, href: "/explain/signal/" + encodeURIComponent(r.signal_id) } : r.decision,
        r.rule, { text: r.description, cls: r.severity === "INFO" ? "" : "bad" }]));
     table("alerts", ["time", "level", "code", "message"], L.alerts.map(x =>
       [time(x.ts), { text: x.level, cls: x.level === "INFO" ? "" : "bad" }, x.code, x.message]));
