@@ -433,6 +433,11 @@ def test_push_page_registers_the_worker_and_subscribes_through_the_notifier(pipe
     assert status == 201
     stored = pipe.sql("SELECT endpoint FROM webpush_subscriptions")
     assert stored == [(subscription["endpoint"],)]
+    # signing out (a form carrying the session's CSRF token) ends the session
+    browser.find_element(By.ID, "logout").click()
+    wait_until(lambda: browser.find_elements(By.ID, "login-token"), message="signed out")
+    assert browser.find_elements(By.ID, "subscribe") == []
+    assert console_errors(browser) == []
 
 
 def test_cli_twin_engages_the_kill_switch_and_releases(pipe):

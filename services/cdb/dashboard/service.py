@@ -221,6 +221,11 @@ class DashboardService(Service):
 
         @bp.post("/logout")
         def logout():
+            if not auth.signed_in(self.token):
+                return jsonify({"error": "not signed in"}), 401
+            given = request.form.get("csrf", "")
+            if not auth.token_matches(given, str(session.get("csrf", ""))):
+                return jsonify({"error": "missing or wrong CSRF token"}), 403
             session.clear()
             return redirect("/", code=303)
 
