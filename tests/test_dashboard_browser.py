@@ -192,6 +192,29 @@ def test_overview_loads_without_console_errors_and_shows_data(pipe, browser):
     assert console_errors(browser) == []
 
 
+def test_the_page_shows_what_sql_says(pipe, browser):
+    """What a person reads on the page (cash, positions) is what the tables hold."""
+    open_page(browser, pipe)
+
+    def agree() -> bool:
+        cash = pipe.sql("SELECT free FROM balances WHERE asset = 'USDT'")[0][0]
+        held = pipe.sql(
+            "SELECT symbol, quantity, avg_price, stop_loss FROM positions WHERE quantity > 0"
+        )
+        account = dict(r[:2] for r in rows(browser, "account"))
+        shown = {r[0]: r for r in rows(browser, "positions")}
+        if account.get("cash") != f"{cash:,.2f}".rstrip("0").rstrip("."):
+            return False
+        return set(shown) == {h[0] for h in held} and all(
+            float(shown[sym][1].replace(",", "")) == pytest.approx(qty, rel=1e-7)
+            and float(shown[sym][2].replace(",", "")) == pytest.approx(entry, rel=1e-6)
+            and float(shown[sym][3].replace(",", "")) == pytest.approx(stop, rel=1e-6)
+            for sym, qty, entry, stop in held
+        )
+
+    wait_until(agree, timeout=20, interval=0.5, message="page and SQL agree")
+
+
 def test_figures_agree_with_sql(pipe):
     """Read SQL, the API and SQL again; compare when no fill landed in between."""
     for _ in range(30):
