@@ -70,7 +70,8 @@
       ["day start equity", { text: fmt(a.day_start_equity), cls: "num" }],
     ]);
     table("services", ["service", "status", "last heartbeat"], d.services.map(s =>
-      [s.service, { text: s.status, cls: s.status === "ok" ? "ok" : "bad" }, age(s.age_s) + " ago"]));
+      [s.service, { text: s.status + (s.details && s.details.problems ? ": " + s.details.problems : ""), cls: s.status === "ok" ? "ok" : "bad" },
+       age(s.age_s) + " ago"]));
     table("markets", ["symbol", "price", "age"], d.markets.map(m =>
       [m.symbol, { text: fmt(m.price, 6), cls: "num" }, { text: age(m.age_s), cls: m.age_s > 120 ? "bad" : "" }]));
     table("positions", ["symbol", "quantity", "entry", "stop", "price", "value", "unrealized P&L"], d.positions.map(p =>
