@@ -17,6 +17,13 @@ CASES = [
     ("persistence", "READ_BATCH", "0", "READ_BATCH must be >= 1, got 0"),
     ("notifier", "WEBPUSH_TTL_S", "-5", "WEBPUSH_TTL_S must be"),
     ("notifier", "LOG_LEVEL", "CHATTY", "LOG_LEVEL must match"),
+    (
+        "dashboard",
+        "DASHBOARD_TOKEN",
+        "short",
+        "DASHBOARD_TOKEN must be at least 16 characters, got <hidden>",
+    ),
+    ("dashboard", "NOTIFIER_URL", "notifier:8005", "NOTIFIER_URL must match"),
 ]
 
 

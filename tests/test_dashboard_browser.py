@@ -38,6 +38,8 @@ from cdb.notifier.vapid import b64url, public_key_b64
 
 TOKEN = "dashboard-token-0123456789"
 SHOTS = os.environ.get("CDB_SCREENSHOT_DIR")
+#: Signals the breaker halted in one test, explained in the next.
+HALTED: list[str] = []
 _ids = itertools.count()
 
 
@@ -190,6 +192,29 @@ def test_overview_loads_without_console_errors_and_shows_data(pipe, browser):
     assert console_errors(browser) == []
 
 
+def test_the_page_shows_what_sql_says(pipe, browser):
+    """What a person reads on the page (cash, positions) is what the tables hold."""
+    open_page(browser, pipe)
+
+    def agree() -> bool:
+        cash = pipe.sql("SELECT free FROM balances WHERE asset = 'USDT'")[0][0]
+        held = pipe.sql(
+            "SELECT symbol, quantity, avg_price, stop_loss FROM positions WHERE quantity > 0"
+        )
+        account = dict(r[:2] for r in rows(browser, "account"))
+        shown = {r[0]: r for r in rows(browser, "positions")}
+        if account.get("cash") != f"{cash:,.2f}".rstrip("0").rstrip("."):
+            return False
+        return set(shown) == {h[0] for h in held} and all(
+            float(shown[sym][1].replace(",", "")) == pytest.approx(qty, rel=1e-7)
+            and float(shown[sym][2].replace(",", "")) == pytest.approx(entry, rel=1e-6)
+            and float(shown[sym][3].replace(",", "")) == pytest.approx(stop, rel=1e-6)
+            for sym, qty, entry, stop in held
+        )
+
+    wait_until(agree, timeout=20, interval=0.5, message="page and SQL agree")
+
+
 def test_figures_agree_with_sql(pipe):
     """Read SQL, the API and SQL again; compare when no fill landed in between."""
     for _ in range(30):
@@ -311,6 +336,7 @@ def test_engaging_the_breaker_in_the_page_blocks_the_next_signal(pipe, browser):
         message="the signal decided",
     )
     assert decision == [("halt", "manual_breaker", None)]
+    HALTED.append(signal_id)
     assert pipe.sql("SELECT count(*) FROM orders WHERE signal_id = %s", (signal_id,)) == [(0,)]
     control = pipe.sql(
         "SELECT decision, context->>'source' FROM risk_events WHERE event_key = %s",
@@ -326,6 +352,31 @@ def test_engaging_the_breaker_in_the_page_blocks_the_next_signal(pipe, browser):
     browser.find_element(By.ID, "confirm-yes").click()
     wait_until(lambda: pipe.breaker()["engaged"] == "0", timeout=30, message="released")
     assert console_errors(browser) == []
+
+
+def test_a_halted_signal_is_explained_without_an_order(pipe, browser):
+    from selenium.webdriver.common.by import By
+
+    assert HALTED, "the breaker test ran first and halted a signal"
+    signal_id = HALTED[0]
+    open_page(browser, pipe, f"/explain/signal/{signal_id}")
+    assert "got no order" in browser.find_element(By.TAG_NAME, "h2").text
+    assert browser.find_element(By.ID, "ex-rule").text == "manual_breaker"
+    decided = browser.find_elements(By.CSS_SELECTOR, "#ex-checks tr.decided")
+    assert [tr.get_attribute("data-check") for tr in decided] == ["manual_breaker"]
+    cells = [td.text for td in decided[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[0] == "✗" and cells[2] == "engaged" and cells[3] == "off"
+    assert browser.find_elements(By.ID, "ex-order") == []
+    assert console_errors(browser) == []
+    out = subprocess.run(
+        [sys.executable, "-m", "cdb", "explain", "--signal", signal_id, "--data-dir", "/x"],
+        env={**os.environ, **pipe.pg_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "FAIL manual breaker" in out.stdout and "<- decided" in out.stdout
 
 
 def test_state_changing_requests_without_the_token_are_refused(pipe, tmp_path):
@@ -364,6 +415,17 @@ def test_state_changing_requests_without_the_token_are_refused(pipe, tmp_path):
         readonly.stop()
     assert pipe.redis().xlen("control") == control_len, "no control was sent"
     assert pipe.breaker()["engaged"] == "0"
+    # guessing the token: sign-ins are limited to 20 a minute (all clients together)
+    codes = []
+    for guess in range(25):
+        wrong = urllib.request.Request(
+            f"http://127.0.0.1:{p}/login", data=f"token=guess-{guess}".encode(), method="POST"
+        )
+        try:
+            codes.append(urllib.request.urlopen(wrong, timeout=10).status)
+        except urllib.error.HTTPError as exc:
+            codes.append(exc.code)
+    assert set(codes) == {401, 429} and codes[-1] == 429, codes
 
 
 def test_push_page_registers_the_worker_and_subscribes_through_the_notifier(pipe, browser):
@@ -394,6 +456,11 @@ def test_push_page_registers_the_worker_and_subscribes_through_the_notifier(pipe
     assert status == 201
     stored = pipe.sql("SELECT endpoint FROM webpush_subscriptions")
     assert stored == [(subscription["endpoint"],)]
+    # signing out (a form carrying the session's CSRF token) ends the session
+    browser.find_element(By.ID, "logout").click()
+    wait_until(lambda: browser.find_elements(By.ID, "login-token"), message="signed out")
+    assert browser.find_elements(By.ID, "subscribe") == []
+    assert console_errors(browser) == []
 
 
 def test_cli_twin_engages_the_kill_switch_and_releases(pipe):

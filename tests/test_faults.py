@@ -253,7 +253,10 @@ def test_redis_restart_with_aof(pipe):
     drained, counts = settle(pipe)
     assert breaker_view(pipe) == before
     record(
-        "Redis restart (AOF)", healthy_after + drained, counts, "all six 503 while down, 200 after"
+        "Redis restart (AOF)",
+        healthy_after + drained,
+        counts,
+        "every service 503 while down, 200 after",
     )
 
 

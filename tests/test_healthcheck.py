@@ -140,3 +140,17 @@ def test_a_real_service_stays_healthy_while_redis_is_down(own_redis, tmp_path):
         assert "/livez: ok" in proc.stdout
     finally:
         assert svc.stop() == 0
+
+
+def test_ports_are_every_service_s_default_port():
+    """The check guesses ports without importing the services; it must know each one's."""
+    import importlib
+
+    from cdb.cli import SERVICES
+    from cdb.healthcheck import PORTS
+
+    defaults = {
+        name: importlib.import_module(module).SERVICE.default_port
+        for name, module in SERVICES.items()
+    }
+    assert defaults == PORTS

@@ -343,6 +343,20 @@ async def test_deleted_child_is_restored_and_disabled_parts_are_pruned(cluster: 
 
 
 @pytest.mark.asyncio
+async def test_dashboard_ingress_is_made_when_enabled_and_pruned_when_off(cluster: Cluster) -> None:
+    ingress = {"enabled": True, "host": "bot.example.com", "tlsSecret": "bot-tls"}
+    await cluster.create_bot({"services": {"dashboard": {"ingress": ingress}}})
+    live = await eventually(lambda: cluster.live("Ingress", f"{BOT}-dashboard"), what="ingress")
+    assert live["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert cluster.live("Deployment", f"{BOT}-dashboard") is not None
+    await cluster.patch_spec({"services": {"dashboard": {"ingress": {"enabled": False}}}})
+    await eventually(
+        lambda: cluster.live("Ingress", f"{BOT}-dashboard") is None, what="ingress pruned"
+    )
+    assert cluster.live("Deployment", f"{BOT}-dashboard") is not None
+
+
+@pytest.mark.asyncio
 async def test_missing_credentials_show_in_status_and_events_then_recover(
     cluster: Cluster,
 ) -> None:

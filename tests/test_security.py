@@ -36,7 +36,13 @@ def build_app(name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
 def test_state_changing_routes_require_a_token(name, redis_env, pg_env, clean_env, monkeypatch):
     from test_notifier import vapid_env  # real keys, so the token check itself is reached
 
-    env = {**redis_env, **pg_env, **vapid_env()[1], "NOTIFIER_API_TOKEN": "the-right-token-123"}
+    env = {
+        **redis_env,
+        **pg_env,
+        **vapid_env()[1],
+        "NOTIFIER_API_TOKEN": "the-right-token-123",
+        "DASHBOARD_TOKEN": "the-right-token-456",
+    }
     app = build_app(name, env, monkeypatch)
     client = app.test_client()
     unsafe = [
@@ -59,6 +65,8 @@ def test_state_changing_routes_require_a_token(name, redis_env, pg_env, clean_en
                 assert resp.status_code in (401, 403), (name, path, method, headers)
     if name == "notifier":
         assert unsafe, "the notifier's subscription routes were found and checked"
+    if name == "dashboard":
+        assert {p for p, _ in unsafe} >= {"/api/control", "/api/control/confirm", "/logout"}
 
 
 def test_live_mode_needs_the_explicit_switch(redis_env, pg_env, tmp_path):

@@ -25,6 +25,7 @@ PORTS = {
     "execution": 8003,
     "persistence": 8004,
     "notifier": 8005,
+    "dashboard": 8006,
 }
 LIVENESS_PATH = "/livez"
 

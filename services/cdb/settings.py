@@ -117,6 +117,7 @@ _RULES = {
     "missing": "is required",
     "string_too_long": "must be at most {max_length} characters",
     "string_too_short": "must be at least {min_length} characters",
+    "too_short": "must be at least {min_length} characters",  # a SecretStr's min_length
     "value_error": "{error}",  # a field_validator's own message, without pydantic's prefix
 }
 

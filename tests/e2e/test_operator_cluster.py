@@ -57,12 +57,14 @@ CHILDREN = {
             "execution",
             "persistence",
             "notifier",
+            "dashboard",
             "redis",
             "postgres",
         )
     ],
     "deployment": [
-        f"{BOT}-{s}" for s in ("feed", "signal", "risk", "execution", "persistence", "notifier")
+        f"{BOT}-{s}"
+        for s in ("feed", "signal", "risk", "execution", "persistence", "notifier", "dashboard")
     ],
     "statefulset": [f"{BOT}-redis", f"{BOT}-postgres"],
     "cronjob": [f"{BOT}-backup"],
@@ -78,6 +80,8 @@ CHILDREN = {
             "to-postgres",
             "internet",
             "metrics",
+            "notifier-from-dashboard",
+            "dashboard-to-notifier",
         )
     ],
 }

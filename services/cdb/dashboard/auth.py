@@ -20,6 +20,8 @@ from typing import Any
 from flask import jsonify, request, session
 
 CONFIRM_TTL_S = 120.0
+#: Sign-in attempts allowed per minute (all clients together).
+LOGINS_PER_MINUTE = 20
 
 
 def session_key(token: str | None) -> bytes:

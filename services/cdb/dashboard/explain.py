@@ -27,6 +27,7 @@ CHECK_NAMES = {
     "cash": "free cash",
     "min_order_value": "minimum order value",
     "position_held": "position held",
+    "exit_pending": "already closing",
 }
 #: ``risk_events.rule`` → the check that rule is about (the one that decided).
 RULE_CHECK = {
@@ -39,11 +40,19 @@ RULE_CHECK = {
     "stale_signal": "signal_age",
     "exposure": "exposure",
     "open_positions": "open_positions",
-    "position": "position_size",
-    "cash": "cash",
     "min_order_value": "min_order_value",
     "no_position": "position_held",
+    "exit_pending": "exit_pending",
 }
+#: A clipped order's rule names the room that bound it (``rules.size_entry``).
+CLIP_CHECK = {"position": "position_size", "exposure": "exposure_after", "cash": "cash"}
+
+
+def decided_check(decision: str, rule: str) -> str | None:
+    """The check a decision's rule is about (``None`` for approvals and exits)."""
+    if decision == "clip":
+        return CLIP_CHECK.get(rule)
+    return RULE_CHECK.get(rule)
 
 
 def _iso(ts: int | None) -> str | None:
@@ -53,14 +62,15 @@ def _iso(ts: int | None) -> str | None:
 
 
 def build(
-    client_id: str,
+    client_id: str | None,
     signal: dict[str, Any] | None,
     decision: dict[str, Any] | None,
     order: dict[str, Any] | None,
     result: dict[str, Any] | None,
     fills: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The explanation of ``client_id`` from its rows (each a column → value dict).
+    """The explanation of ``client_id`` from its rows (each a column → value dict); for a
+    signal that got no order, ``client_id`` is ``None`` and ``signal`` / ``decision`` say why.
 
     Returns ``{"client_id", "found", "signal", "decision", "checks", "order", "result",
     "fills", "fees", "realized_pnl", "summary"}``; ``checks`` items carry ``decided``
@@ -68,7 +78,7 @@ def build(
     """
     found = any(x is not None for x in (signal, decision, order, result)) or bool(fills)
     context = (decision or {}).get("context") or {}
-    decided = RULE_CHECK.get((decision or {}).get("rule", ""))
+    decided = decided_check((decision or {}).get("decision", ""), (decision or {}).get("rule", ""))
     checks = []
     for item in context.get("checks") or []:
         name = item.get("check", "")
@@ -110,7 +120,7 @@ def _with_time(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def summary(expl: dict[str, Any]) -> str:
     """One sentence: what was decided, by which rule, and what became of the order."""
     if not expl["found"]:
-        return f"no order, signal or decision with client id {expl['client_id']}"
+        return f"no order, signal or decision with id {expl['client_id'] or 'given'}"
     parts = []
     sig = expl["signal"]
     if sig:
@@ -138,7 +148,8 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 def to_text(expl: dict[str, Any]) -> str:
     """The explanation as lines for a terminal (what ``cdb explain`` prints)."""
-    lines = [f"order {expl['client_id']}: {expl['summary']}"]
+    head = f"order {expl['client_id']}" if expl["client_id"] else "signal (no order)"
+    lines = [f"{head}: {expl['summary']}"]
     sig = expl["signal"]
     if sig:
         lines += [

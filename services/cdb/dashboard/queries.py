@@ -52,6 +52,22 @@ def _rows(cur) -> list[dict[str, Any]]:
     return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
+DECISION_SQL = (
+    "SELECT event_key, ts, severity, decision, rule, description, signal_id, client_id, "
+    "symbol, context FROM risk_events WHERE "
+)
+
+
+def _signal(cur, signal_id: str) -> dict[str, Any] | None:
+    cur.execute(
+        "SELECT signal_id, ts, symbol, side, confidence, price, pct_change, volume, reason, "
+        "strategy FROM signals WHERE signal_id = %s",
+        (signal_id,),
+    )
+    rows = _rows(cur)
+    return rows[0] if rows else None
+
+
 class Reader:
     """One read-only PostgreSQL session shared by the HTTP threads (serialised by a lock)."""
 
@@ -132,8 +148,9 @@ class Reader:
 
         return self._run(read)
 
-    def explain_rows(self, client_id: str) -> dict[str, Any]:
-        """The rows :func:`cdb.dashboard.explain.build` takes, for one client id."""
+    def explain_rows(self, client_id: str | None = None, signal_id: str | None = None) -> dict:
+        """The rows :func:`cdb.dashboard.explain.build` takes, for one client id, or for one
+        signal (its decision, and the order it got if any: a rejected signal has none)."""
 
         def one(cur, sql: str, *params) -> dict[str, Any] | None:
             cur.execute(sql, params)
@@ -141,6 +158,25 @@ class Reader:
             return rows[0] if rows else None
 
         def read(cur) -> dict[str, Any]:
+            nonlocal client_id
+            if signal_id is not None:
+                by_signal = one(
+                    cur,
+                    "SELECT client_id FROM risk_events WHERE event_key = %s",
+                    f"signal:{signal_id}",
+                )
+                client_id = (by_signal or {}).get("client_id")
+                if client_id is None:  # no order: the signal and its decision only
+                    return {
+                        "client_id": None,
+                        "signal": _signal(cur, signal_id),
+                        "decision": one(
+                            cur, DECISION_SQL + "event_key = %s", f"signal:{signal_id}"
+                        ),
+                        "order": None,
+                        "result": None,
+                        "fills": [],
+                    }
             order = one(
                 cur,
                 "SELECT client_id, signal_id, ts, symbol, side, quantity, price, stop_loss, "
@@ -148,22 +184,9 @@ class Reader:
                 "avg_price, fee, error FROM orders WHERE client_id = %s",
                 client_id,
             )
-            decision = one(
-                cur,
-                "SELECT event_key, ts, severity, decision, rule, description, signal_id, "
-                "client_id, symbol, context FROM risk_events WHERE client_id = %s "
-                "ORDER BY id LIMIT 1",
-                client_id,
-            )
-            signal_id = (order or {}).get("signal_id") or (decision or {}).get("signal_id")
-            signal = None
-            if signal_id:
-                signal = one(
-                    cur,
-                    "SELECT signal_id, ts, symbol, side, confidence, price, pct_change, volume, "
-                    "reason, strategy FROM signals WHERE signal_id = %s",
-                    signal_id,
-                )
+            decision = one(cur, DECISION_SQL + "client_id = %s ORDER BY id LIMIT 1", client_id)
+            sid = (order or {}).get("signal_id") or (decision or {}).get("signal_id")
+            signal = _signal(cur, sid) if sid else None
             result = one(
                 cur,
                 "SELECT ts, status, filled_quantity, avg_price, fee, error, exchange_order_id, "
@@ -177,6 +200,7 @@ class Reader:
             )
             fills = _rows(cur)
             return {
+                "client_id": client_id,
                 "signal": signal,
                 "decision": decision,
                 "order": order,

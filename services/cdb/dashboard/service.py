@@ -7,7 +7,8 @@ push subscription, forwarded to the notifier. Both are refused unless
 ``DASHBOARD_TOKEN`` is set (:mod:`cdb.dashboard.auth`).
 
 Pages: ``/`` (overview, refreshed by polling ``/api/overview`` every 2 s),
-``/explain/CLIENT_ID``, ``/push`` (web-push subscription). JSON: ``/api/overview``,
+``/explain/CLIENT_ID`` (``/explain/signal/SIGNAL_ID`` for a signal that got no order),
+``/push`` (web-push subscription). JSON: ``/api/overview``,
 ``/api/explain/CLIENT_ID``, ``/api/breaker``, ``POST /api/control`` then
 ``POST /api/control/confirm``, ``GET /api/control/CONTROL_ID``, ``/api/push/key``,
 ``POST /api/push/subscribe``.
@@ -30,11 +31,14 @@ from cdb.bus import Bus
 from cdb.dashboard import auth, control, explain, figures, queries
 from cdb.dashboard.settings import DashboardSettings
 from cdb.events import CLIENT_ID_PATTERN
+from cdb.notifier.policy import RateLimit
 from cdb.risk.breaker import utc_day
 from cdb.runtime import Service
 
 log = logging.getLogger(__name__)
 CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+#: Signal ids are free text up to 64 characters; links accept the URL-safe ones.
+SIGNAL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -54,6 +58,8 @@ class DashboardService(Service):
         self.token = token.get_secret_value() if token else None
         self.reader = queries.Reader(settings, settings.QUOTE_ASSET)
         self.confirmations = auth.Confirmations()
+        #: sign-in attempts per minute, all clients together: guessing a token stays slow
+        self.login_attempts = RateLimit(auth.LOGINS_PER_MINUTE)
         self.last_error: str | None = None
         self.controls = Counter(
             "cdb_dashboard_controls",
@@ -111,9 +117,8 @@ class DashboardService(Service):
             "writable": self.token is not None,
         }
 
-    def explanation(self, client_id: str) -> dict[str, Any]:
-        rows = self.reader.explain_rows(client_id)
-        return explain.build(client_id, **rows)
+    def explanation(self, client_id: str | None = None, signal_id: str | None = None) -> dict:
+        return explain.build(**self.reader.explain_rows(client_id, signal_id))
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -170,6 +175,27 @@ class DashboardService(Service):
                 return page("explain.html", expl=None, error=self.last_error), 503
             return page("explain.html", expl=expl, error=None), 200 if expl["found"] else 404
 
+        @bp.get("/explain/signal/<signal_id>")
+        def explain_signal_page(signal_id: str):
+            if not SIGNAL_ID.match(signal_id):
+                return page("explain.html", expl=None, error="not a signal id"), 400
+            try:
+                expl = self.explanation(signal_id=signal_id)
+            except (psycopg2.Error, redis.RedisError) as exc:
+                failed(exc)
+                return page("explain.html", expl=None, error=self.last_error), 503
+            return page("explain.html", expl=expl, error=None), 200 if expl["found"] else 404
+
+        @bp.get("/api/explain/signal/<signal_id>")
+        def api_explain_signal(signal_id: str):
+            if not SIGNAL_ID.match(signal_id):
+                return jsonify({"error": "not a signal id"}), 400
+            try:
+                expl = self.explanation(signal_id=signal_id)
+            except (psycopg2.Error, redis.RedisError) as exc:
+                return failed(exc)
+            return jsonify(expl), 200 if expl["found"] else 404
+
         @bp.get("/push")
         def push_page():
             return page("push.html")
@@ -182,6 +208,8 @@ class DashboardService(Service):
 
         @bp.post("/login")
         def login():
+            if not self.login_attempts.allow(time.monotonic()):
+                return page("index.html", login_error="too many attempts, wait a minute"), 429
             given = request.form.get("token", "")
             if self.token is None or not auth.token_matches(given, self.token):
                 self.refused.inc()
@@ -189,10 +217,15 @@ class DashboardService(Service):
             session.clear()
             session["auth"] = True
             auth.csrf_token()
-            return redirect(request.form.get("next") or "/", code=303)
+            return redirect("/", code=303)
 
         @bp.post("/logout")
         def logout():
+            if not auth.signed_in(self.token):
+                return jsonify({"error": "not signed in"}), 401
+            given = request.form.get("csrf", "")
+            if not auth.token_matches(given, str(session.get("csrf", ""))):
+                return jsonify({"error": "missing or wrong CSRF token"}), 403
             session.clear()
             return redirect("/", code=303)
 

@@ -64,6 +64,8 @@ def service_detail(view: ServiceView) -> str:
         return f"rows {sum((s.get('rows_written') or {}).values())}"
     if view.name == "notifier":
         return f"alerts {s.get('alerts_logged', 0)}, push {s.get('webpush', '?')}"
+    if view.name == "dashboard":
+        return "buttons on (DASHBOARD_TOKEN)" if s.get("writable") else "read-only"
     return ""
 
 

@@ -9,6 +9,7 @@ not today's settings. Pure: the same inputs as ``rules.evaluate`` plus its decis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cdb.events import Signal
@@ -50,6 +51,15 @@ def record(
                 "> 0",
                 snap.symbol_quantity > 0,
                 text="spot: only a held position can be sold",
+            )
+        )
+        out.append(
+            _check(
+                "exit_pending",
+                "closing" if snap.exit_pending else "no",
+                "no",
+                not snap.exit_pending,
+                text="a position already being closed is not sold twice",
             )
         )
         out.append(
@@ -128,51 +138,57 @@ def record(
             snap.open_positions < limits.max_open_positions,
         )
     )
-    if decision.kind in ("approve", "clip") and decision.price and snap.equity > 0:
-        value = decision.quantity * decision.price
-        target = rules.target_value(signal, snap.equity, limits)
-        share = (snap.symbol_value + value) / snap.equity * 100.0
-        out.append(
-            _check(
-                "position_size",
-                share,
-                limits.max_position_pct,
-                share <= limits.max_position_pct + rules.PCT_SLACK,
-                "%",
-                f"this symbol after the order, % of equity (asked "
-                f"{target / snap.equity * 100.0:.4g} %: confidence {signal.confidence:.2f} × "
-                f"{limits.target_position_pct:g} %)",
-            )
+    sized = decision
+    if decision.rule == "min_order_value":  # the size it would have had, without the minimum
+        sized = rules.size_entry(signal, snap, replace(limits, min_order_value=0.0))
+    if sized.kind not in ("approve", "clip") or not sized.price or snap.equity <= 0:
+        if decision.rule == "min_order_value":
+            out.append(_check("min_order_value", 0.0, limits.min_order_value, False))
+        return out
+    value = sized.quantity * sized.price
+    target = rules.target_value(signal, snap.equity, limits)
+    share = (snap.symbol_value + value) / snap.equity * 100.0
+    out.append(
+        _check(
+            "position_size",
+            share,
+            limits.max_position_pct,
+            share <= limits.max_position_pct + rules.PCT_SLACK,
+            "%",
+            f"this symbol after the order, % of equity (asked "
+            f"{target / snap.equity * 100.0:.4g} %: confidence {signal.confidence:.2f} × "
+            f"{limits.target_position_pct:g} %)",
         )
-        after = (snap.exposure_value + value) / snap.equity * 100.0
-        out.append(
-            _check(
-                "exposure_after",
-                after,
-                limits.max_exposure_pct,
-                after <= limits.max_exposure_pct + rules.PCT_SLACK,
-                "%",
-                "all positions after the order, % of equity",
-            )
+    )
+    after = (snap.exposure_value + value) / snap.equity * 100.0
+    out.append(
+        _check(
+            "exposure_after",
+            after,
+            limits.max_exposure_pct,
+            after <= limits.max_exposure_pct + rules.PCT_SLACK,
+            "%",
+            "all positions after the order, % of equity",
         )
-        out.append(
-            _check(
-                "cash",
-                value,
-                snap.cash,
-                value <= snap.cash * (1 + rules.EPS),
-                limits.quote_asset,
-                "order value against free cash (after the fee buffer)",
-            )
+    )
+    out.append(
+        _check(
+            "cash",
+            value,
+            snap.cash,
+            value <= snap.cash * (1 + rules.EPS),
+            limits.quote_asset,
+            "order value against free cash (after the fee buffer)",
         )
-        out.append(
-            _check(
-                "min_order_value",
-                value,
-                limits.min_order_value,
-                value >= limits.min_order_value,
-                limits.quote_asset,
-                "orders worth less are not sent",
-            )
+    )
+    out.append(
+        _check(
+            "min_order_value",
+            value,
+            limits.min_order_value,
+            value >= limits.min_order_value,
+            limits.quote_asset,
+            "orders worth less are not sent",
         )
+    )
     return out

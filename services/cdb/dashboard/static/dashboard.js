@@ -70,7 +70,8 @@
       ["day start equity", { text: fmt(a.day_start_equity), cls: "num" }],
     ]);
     table("services", ["service", "status", "last heartbeat"], d.services.map(s =>
-      [s.service, { text: s.status, cls: s.status === "ok" ? "ok" : "bad" }, age(s.age_s) + " ago"]));
+      [s.service, { text: s.status + (s.details && s.details.problems ? ": " + s.details.problems : ""), cls: s.status === "ok" ? "ok" : "bad" },
+       age(s.age_s) + " ago"]));
     table("markets", ["symbol", "price", "age"], d.markets.map(m =>
       [m.symbol, { text: fmt(m.price, 6), cls: "num" }, { text: age(m.age_s), cls: m.age_s > 120 ? "bad" : "" }]));
     table("positions", ["symbol", "quantity", "entry", "stop", "price", "value", "unrealized P&L"], d.positions.map(p =>
@@ -86,9 +87,10 @@
       [time(f.ts), why(f.client_id), f.symbol, f.side, { text: fmt(f.quantity, 8), cls: "num" }, { text: fmt(f.price, 6), cls: "num" },
        { text: fmt(f.fee, 6), cls: "num" }, { text: fmt(f.realized_pnl), cls: "num" }]));
     table("signals", ["time", "symbol", "side", "conf", "reason"], L.signals.map(s =>
-      [time(s.ts), s.symbol, s.side, fmt(s.confidence), s.reason]));
+      [{ text: time(s.ts), href: "/explain/signal/" + encodeURIComponent(s.signal_id) }, s.symbol, s.side, fmt(s.confidence), s.reason]));
     table("risk_events", ["time", "decision", "rule", "description"], L.risk_events.map(r =>
-      [time(r.ts), r.client_id ? { text: r.decision, href: "/explain/" + encodeURIComponent(r.client_id) } : r.decision,
+      [time(r.ts), r.client_id ? { text: r.decision, href: "/explain/" + encodeURIComponent(r.client_id) }
+        : r.signal_id ? { text: r.decision, href: "/explain/signal/" + encodeURIComponent(r.signal_id) } : r.decision,
        r.rule, { text: r.description, cls: r.severity === "INFO" ? "" : "bad" }]));
     table("alerts", ["time", "level", "code", "message"], L.alerts.map(x =>
       [time(x.ts), { text: x.level, cls: x.level === "INFO" ? "" : "bad" }, x.code, x.message]));
@@ -98,9 +100,13 @@
       series: [{}, { label: "equity " + quote, stroke: "#1a73e8", width: 2, value: (u, v) => fmt(v) }],
       axes: [{}, { size: 70 }],
     }, [eq.map(p => p[0]), eq.map(p => p[1])], equityPlot);
-    const days = d.daily_pnl.length ? d.daily_pnl : [{ day: Math.floor(d.now / 86400) * 86400, realized_pnl: 0 }];
+    // the last 14 UTC days, days without fills at 0, so one day still draws as one bar
+    const byDay = new Map(d.daily_pnl.map(x => [x.day, x.realized_pnl]));
+    const today = Math.floor(d.now / 86400) * 86400;
+    const days = [];
+    for (let t = today - 13 * 86400; t <= today; t += 86400) days.push({ day: t, realized_pnl: byDay.get(t) || 0 });
     pnlPlot = chart("pnl-chart", {
-      scales: { x: { time: true, range: (u, min, max) => [min - 86400, max + 86400] } },
+      scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
       series: [{}, { label: "realized P&L " + quote, stroke: "#137333", fill: "rgba(19,115,51,.3)",
         paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false }, value: (u, v) => fmt(v) }],
       axes: [{}, { size: 70 }],
