@@ -4,8 +4,9 @@ While a steady synthetic market flows (and scripted signals keep orders coming),
 breaks something — SIGKILL of each service, a Redis restart, PostgreSQL down for 30 s, an
 exchange that times out and fails — then lets it recover and checks the promises: no
 event lost (every entry read and acknowledged by every group), no order executed twice,
-every order result persisted, the breaker untouched by restarts, ``/health`` reporting the
-outage and recovering. Each case records its figures; with ``CDB_RELIABILITY_REPORT=PATH``
+every order result persisted, the breaker untouched by restarts, readiness (``/health``,
+``/readyz``) reporting the outage and recovering while liveness (``/livez``) stays 200 and
+no process exits (a pod would have been restarted). Each case records its figures; with ``CDB_RELIABILITY_REPORT=PATH``
 the last test writes them as the table of ``docs/reliability.md``.
 
 Run alone: ``python -m pytest -m faults -v`` (about five minutes).
@@ -453,7 +454,7 @@ def test_write_report(pipe):
     """Writes the figures (``CDB_RELIABILITY_REPORT=docs/reliability.md`` to update the docs)."""
     assert RESULTS, "the cases ran"
     lines = [
-        "| fault injected | events lost | orders executed twice | recovery (s) | /health |"
+        "| fault injected | events lost | orders executed twice | recovery (s) | probes |"
         " market_data | signals | orders | fills |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
