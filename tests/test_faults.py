@@ -315,12 +315,14 @@ def test_postgres_down(pipe):
     drained, counts = settle(pipe)
     assert orders_so_far(pipe) >= results_before + 1, "the held-back signal was traded"
     assert breaker_view(pipe) == before
+    codes = [a["code"] for a in outage_alerts(pipe, "postgres", stopped_at)]
+    assert codes == ["DEPENDENCY_DOWN", "DEPENDENCY_RECOVERED"], codes
     record(
         f"PostgreSQL stopped {OUTAGE_S:.0f} s",
         ready_s + drained,
         counts,
         f"0 restarts; /livez 200 throughout; /readyz 503: {', '.join(not_ready)}; "
-        f"200 {ready_s:.1f} s after; alert while down",
+        f"200 {ready_s:.1f} s after; alert while down and when back",
     )
 
 
