@@ -218,3 +218,17 @@ def test_liveness_fails_when_a_vital_thread_dies(redis_env, redis_client, tmp_pa
         assert http_get(svc.port, "/livez")[1]["problems"] == ["thread probe-worker died"]
     finally:
         assert svc.stop() == 0
+
+
+def test_a_slow_setup_is_bounded_by_the_startup_timeout_not_the_liveness_one(redis_env, tmp_path):
+    svc = probe(
+        redis_env, tmp_path, PROBE_SETUP_S="8", LIVENESS_TIMEOUT_S="5", STARTUP_TIMEOUT_S="60"
+    ).start(wait_healthy=False)
+    try:
+        wait_until(lambda: http_get(svc.port, "/livez")[0] == 200, message="HTTP up")
+        status, body = http_get(svc.port, "/readyz")
+        assert status == 503 and "state is connecting" in body["problems"], body
+        assert set(watch_liveness(svc, 6.5)) == {200}, "longer than LIVENESS_TIMEOUT_S"
+        wait_until(lambda: http_get(svc.port, "/readyz")[0] == 200, message="ready after setup")
+    finally:
+        assert svc.stop() == 0
