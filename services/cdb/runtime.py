@@ -247,7 +247,12 @@ class Runtime:
         # The dependency watch runs in its own thread on that client too: it notices an
         # outage within HEALTH_INTERVAL_S however long the main loop waits on a dead server.
         self.watch = DependencyWatch(
-            Bus(self._health_client, service=service.name, consumer=self.bus.consumer),
+            Bus(
+                self._health_client,
+                service=service.name,
+                consumer=self.bus.consumer,
+                maxlen_default=self.settings.STREAM_MAXLEN,
+            ),
             service.name,
             self.settings.OUTAGE_ALERT_S,
         )
