@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import http_get
 from test_operator_handlers import NS, Cluster, declare, eventually, has_all_children
 
 from cdb.cli import main as cdb_main
@@ -76,7 +77,7 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
             }
         )
     )
-    health = free_port()
+    health, ready = free_port(), free_port()
     log = (tmp_path / "operator.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -85,6 +86,8 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
             NS,
             "--liveness",
             f"http://127.0.0.1:{health}/healthz",
+            "--readiness",
+            f"http://127.0.0.1:{ready}/readyz",
             "--redis-address",
             f"127.0.0.1:{redis_env['REDIS_PORT']}",
             "--resync",
@@ -105,6 +108,8 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
         await eventually(
             lambda: proc.poll() is None and _quiet(alive), timeout=60, what="the liveness endpoint"
         )
+        # readiness on its own endpoint: the API server (the emulator) answers
+        assert await asyncio.to_thread(http_get, ready, "/readyz") == (200, {"status": "ok"})
         await cluster.create_bot({})
         await eventually(lambda: has_all_children(cluster), timeout=60, what="children")
         await eventually(lambda: cluster.condition("Ready"), what="status")
