@@ -232,3 +232,23 @@ def test_a_slow_setup_is_bounded_by_the_startup_timeout_not_the_liveness_one(red
         wait_until(lambda: http_get(svc.port, "/readyz")[0] == 200, message="ready after setup")
     finally:
         assert svc.stop() == 0
+
+
+def test_slow_readiness_checks_never_hold_up_liveness(redis_env, tmp_path):
+    """Probes pile up when a dependency answers slowly; /livez must still answer at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = probe(redis_env, tmp_path, PROBE_SLOW_HEALTH_S="6").start(wait_healthy=False)
+    try:
+        wait_until(lambda: http_get(svc.port, "/livez")[0] == 200, message="HTTP up")
+        with ThreadPoolExecutor(8) as pool:
+            slow = [pool.submit(http_get, svc.port, "/readyz", 10) for _ in range(8)]
+            time.sleep(0.5)  # every waitress thread would now be busy, without the guard
+            started = time.monotonic()
+            assert http_get(svc.port, "/livez", timeout=3)[0] == 200
+            assert time.monotonic() - started < 2
+            answers = [f.result() for f in slow]
+        busy = [a for a in answers if a[0] == 503 and "still running" in a[1]["problems"][0]]
+        assert len(busy) >= 6, answers  # all but the one that ran (and one per HTTP thread)
+    finally:
+        assert svc.stop() == 0
