@@ -196,6 +196,14 @@ def outage_alerts(pipe: Pipeline, dependency: str, since: float) -> list[dict]:
     return found
 
 
+def duplicated_entries(pipe: Pipeline, stream: str, since: float) -> int:
+    """Entries since ``since`` whose payload an earlier entry already carried."""
+    client = pipe.redis()
+    payloads = [f[b"data"] for _, f in client.xrange(stream, min=f"{int(since * 1000)}-0")]
+    client.close()
+    return len(payloads) - len(set(payloads))
+
+
 def orders_so_far(pipe: Pipeline) -> int:
     return pipe.sql("SELECT count(*) FROM order_results")[0][0]
 
@@ -276,6 +284,8 @@ def test_redis_stalled(pipe):
     inject_signal(pipe, "ADA_USDT", "SELL")
     drained, counts = settle(pipe)
     assert breaker_view(pipe) == before
+    twice = duplicated_entries(pipe, "market_data", paused_at - 5)
+    assert twice == 0, f"{twice} market_data entries appended twice (a timed-out XADD retried)"
     (alert,) = wait_until(lambda: outage_alerts(pipe, "redis", paused_at), message="one alert")
     assert alert["code"] == "DEPENDENCY_RECOVERED" and alert["level"] == "WARNING"
     assert alert["context"]["outage_s"] >= OUTAGE_S - 10, alert
