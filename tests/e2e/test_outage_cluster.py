@@ -217,8 +217,11 @@ def outage_alerts(client: redis.Redis, dependency: str, since: float) -> list[di
     return found
 
 
-def ride_out(env: dict[str, Any], dependency: str, start, end) -> dict[str, Any]:
-    """Run one outage of ``OUTAGE_S``; check and return its figures."""
+def ride_out(env: dict[str, Any], dependency: str, start, end=None) -> dict[str, Any]:
+    """Run one outage of ``OUTAGE_S``; check and return its figures.
+
+    ``end`` ends the outage (``None``: it ends by itself ``OUTAGE_S`` after ``start``).
+    """
     ns, client = env["namespace"], env["redis"]
     before = restarts(service_pods(ns))
     dead_letters = client.xlen("dead_letter")
@@ -237,8 +240,9 @@ def ride_out(env: dict[str, Any], dependency: str, start, end) -> dict[str, Any]
             assert restarts(pods) == before, "a service pod restarted during the outage"
             time.sleep(3)
     finally:
-        end()
-    back_at = time.time()
+        if end is not None:
+            end()
+    back_at = time.time() if end is not None else began + OUTAGE_S
     pods = wait_for(
         lambda: (p := service_pods(ns)) and all(ready_since(x) for x in p.values()) and p,
         timeout=120,
@@ -280,7 +284,6 @@ def test_a_90_second_redis_stall_restarts_nothing(running_bot: dict[str, Any]) -
         running_bot,
         "redis",
         lambda: kubectl("exec", "-n", ns, f"{BOT}-redis-0", "-c", "redis", "--", "sh", "-c", pause),
-        lambda: None,  # the pause ends by itself
     )
     assert figures["not_ready"] == sorted(SERVICES), "every service needs the bus"
 
