@@ -28,6 +28,10 @@ from cdb.settings import BaseServiceSettings, SettingsError, exit_on_bad_setting
 
 class ProbeSettings(BaseServiceSettings):
     PROBE_DIE_AFTER: int = Field(0, ge=0, description="SIGKILL self after this many entries")
+    PROBE_SETUP_S: float = Field(0.0, ge=0, description="seconds setup() takes (a slow start)")
+    PROBE_SLOW_HEALTH_S: float = Field(
+        0.0, ge=0, description="seconds health_problems() takes (a dependency answering slowly)"
+    )
 
 
 class Probe(Service):
@@ -43,6 +47,13 @@ class Probe(Service):
         self.worker = threading.Thread(target=self.worker_stop.wait, name="probe-worker")
         self.worker.daemon = True
         self.worker.start()
+
+    def setup(self) -> None:
+        time.sleep(self.settings.PROBE_SETUP_S)  # a risk manager rebuilding a large state
+
+    def health_problems(self) -> list[str]:
+        time.sleep(self.settings.PROBE_SLOW_HEALTH_S)
+        return []
 
     def threads(self) -> list[threading.Thread]:
         return [self.worker]

@@ -4,8 +4,9 @@ While a steady synthetic market flows (and scripted signals keep orders coming),
 breaks something — SIGKILL of each service, a Redis restart, PostgreSQL down for 30 s, an
 exchange that times out and fails — then lets it recover and checks the promises: no
 event lost (every entry read and acknowledged by every group), no order executed twice,
-every order result persisted, the breaker untouched by restarts, ``/health`` reporting the
-outage and recovering. Each case records its figures; with ``CDB_RELIABILITY_REPORT=PATH``
+every order result persisted, the breaker untouched by restarts, readiness (``/health``,
+``/readyz``) reporting the outage and recovering while liveness (``/livez``) stays 200 and
+no process exits (a pod would have been restarted). Each case records its figures; with ``CDB_RELIABILITY_REPORT=PATH``
 the last test writes them as the table of ``docs/reliability.md``.
 
 Run alone: ``python -m pytest -m faults -v`` (about five minutes).
@@ -195,6 +196,14 @@ def outage_alerts(pipe: Pipeline, dependency: str, since: float) -> list[dict]:
     return found
 
 
+def duplicated_entries(pipe: Pipeline, stream: str, since: float) -> int:
+    """Entries since ``since`` whose payload an earlier entry already carried."""
+    client = pipe.redis()
+    payloads = [f[b"data"] for _, f in client.xrange(stream, min=f"{int(since * 1000)}-0")]
+    client.close()
+    return len(payloads) - len(set(payloads))
+
+
 def orders_so_far(pipe: Pipeline) -> int:
     return pipe.sql("SELECT count(*) FROM order_results")[0][0]
 
@@ -278,6 +287,8 @@ def test_redis_stalled(pipe):
     inject_signal(pipe, "ADA_USDT", "SELL")
     drained, counts = settle(pipe)
     assert breaker_view(pipe) == before
+    twice = duplicated_entries(pipe, "market_data", paused_at - 5)
+    assert twice == 0, f"{twice} market_data entries appended twice (a timed-out XADD retried)"
     (alert,) = wait_until(lambda: outage_alerts(pipe, "redis", paused_at), message="one alert")
     assert alert["code"] == "DEPENDENCY_RECOVERED" and alert["level"] == "WARNING"
     assert alert["context"]["outage_s"] >= OUTAGE_S - 10, alert
@@ -317,12 +328,14 @@ def test_postgres_down(pipe):
     drained, counts = settle(pipe)
     assert orders_so_far(pipe) >= results_before + 1, "the held-back signal was traded"
     assert breaker_view(pipe) == before
+    codes = [a["code"] for a in outage_alerts(pipe, "postgres", stopped_at)]
+    assert codes == ["DEPENDENCY_DOWN", "DEPENDENCY_RECOVERED"], codes
     record(
         f"PostgreSQL stopped {OUTAGE_S:.0f} s",
         ready_s + drained,
         counts,
         f"0 restarts; /livez 200 throughout; /readyz 503: {', '.join(not_ready)}; "
-        f"200 {ready_s:.1f} s after; alert while down",
+        f"200 {ready_s:.1f} s after; alert while down and when back",
     )
 
 
@@ -456,7 +469,7 @@ def test_write_report(pipe):
     """Writes the figures (``CDB_RELIABILITY_REPORT=docs/reliability.md`` to update the docs)."""
     assert RESULTS, "the cases ran"
     lines = [
-        "| fault injected | events lost | orders executed twice | recovery (s) | /health |"
+        "| fault injected | events lost | orders executed twice | recovery (s) | probes |"
         " market_data | signals | orders | fills |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -156,7 +156,13 @@ def test_consumer_survives_hostile_entries(name, redis_env, pg_env, clean_env, m
     runtime = Runtime(service)
     thread = threading.Thread(target=runtime.run, daemon=True)
     thread.start()
-    wait_until(lambda: runtime.state == "running", timeout=30, message=f"{name} running")
+    # "running" is not "reading": execution subscribes only once it holds its lock and has
+    # reconciled (a tick later), and sampling from its streams before that found none
+    wait_until(
+        lambda: runtime.state == "running" and service.streams,
+        timeout=30,
+        message=f"{name} running and reading",
+    )
     streams = service.streams
     counts = {"bad": 0, "good": 0}
 

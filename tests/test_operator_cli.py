@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import http_get
 from k8s_tools import helm_template
 from test_operator_handlers import NS, Cluster, declare, eventually, has_all_children
 
@@ -148,7 +149,7 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
 ) -> None:
     declare(kmock)
     kubeconfig = write_kubeconfig(kmock, tmp_path)
-    health = free_port()
+    health, ready = free_port(), free_port()
     log = (tmp_path / "operator.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -157,6 +158,8 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
             NS,
             "--liveness",
             f"http://127.0.0.1:{health}/healthz",
+            "--readiness",
+            f"http://127.0.0.1:{ready}/readyz",
             "--redis-address",
             f"127.0.0.1:{redis_env['REDIS_PORT']}",
             "--resync",
@@ -177,6 +180,8 @@ async def test_the_console_script_reconciles_against_a_kubeconfig(
         await eventually(
             lambda: proc.poll() is None and _quiet(alive), timeout=60, what="the liveness endpoint"
         )
+        # readiness on its own endpoint: the API server (the emulator) answers
+        assert await asyncio.to_thread(http_get, ready, "/readyz") == (200, {"status": "ok"})
         await cluster.create_bot({})
         await eventually(lambda: has_all_children(cluster), timeout=60, what="children")
         await eventually(lambda: cluster.condition("Ready"), what="status")

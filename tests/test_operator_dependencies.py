@@ -58,7 +58,7 @@ def test_redis_unreachable_means_every_notready_service_waits_for_it():
     message = by_type(dependencies.conditions(base(comps), down, "TimeoutError"))[
         "Degraded"
     ].message
-    assert "redis unavailable (the operator cannot reach it either: TimeoutError)" in message
+    assert "redis unavailable (the operator cannot reach it: TimeoutError)" in message
 
 
 def test_stale_reports_and_own_problems_name_no_dependency():

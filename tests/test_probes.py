@@ -218,3 +218,37 @@ def test_liveness_fails_when_a_vital_thread_dies(redis_env, redis_client, tmp_pa
         assert http_get(svc.port, "/livez")[1]["problems"] == ["thread probe-worker died"]
     finally:
         assert svc.stop() == 0
+
+
+def test_a_slow_setup_is_bounded_by_the_startup_timeout_not_the_liveness_one(redis_env, tmp_path):
+    svc = probe(
+        redis_env, tmp_path, PROBE_SETUP_S="8", LIVENESS_TIMEOUT_S="5", STARTUP_TIMEOUT_S="60"
+    ).start(wait_healthy=False)
+    try:
+        wait_until(lambda: http_get(svc.port, "/livez")[0] == 200, message="HTTP up")
+        status, body = http_get(svc.port, "/readyz")
+        assert status == 503 and "state is connecting" in body["problems"], body
+        assert set(watch_liveness(svc, 6.5)) == {200}, "longer than LIVENESS_TIMEOUT_S"
+        wait_until(lambda: http_get(svc.port, "/readyz")[0] == 200, message="ready after setup")
+    finally:
+        assert svc.stop() == 0
+
+
+def test_slow_readiness_checks_never_hold_up_liveness(redis_env, tmp_path):
+    """Probes pile up when a dependency answers slowly; /livez must still answer at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = probe(redis_env, tmp_path, PROBE_SLOW_HEALTH_S="6").start(wait_healthy=False)
+    try:
+        wait_until(lambda: http_get(svc.port, "/livez")[0] == 200, message="HTTP up")
+        with ThreadPoolExecutor(8) as pool:
+            slow = [pool.submit(http_get, svc.port, "/readyz", 10) for _ in range(8)]
+            time.sleep(0.5)  # every waitress thread would now be busy, without the guard
+            started = time.monotonic()
+            assert http_get(svc.port, "/livez", timeout=3)[0] == 200
+            assert time.monotonic() - started < 2
+            answers = [f.result() for f in slow]
+        busy = [a for a in answers if a[0] == 503 and "still running" in a[1]["problems"][0]]
+        assert len(busy) >= 6, answers  # all but the one that ran (and one per HTTP thread)
+    finally:
+        assert svc.stop() == 0

@@ -46,7 +46,7 @@ def test_health_status_metrics(redis_env, redis_client, tmp_path):
         assert st["last_event"]["type"] == "market_data"
         assert st["consumed"] == {"market_data": 1}
         dead = 'cdb_events_dead_lettered_total{stream="market_data"} 1.0'
-        wait_until(lambda: dead in svc.metrics())
+        wait_until(lambda: dead in svc.metrics(), message="the dead letter counted")
         text = svc.metrics()
         # no `service` label: the scraper's target labels name the service (cdb/metrics.py)
         assert 'cdb_events_consumed_total{stream="market_data"} 1.0' in text

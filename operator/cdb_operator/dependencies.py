@@ -98,7 +98,7 @@ def conditions(
     for dependency, services in sorted(down.items()):
         text = f"{dependency} unavailable"
         if dependency == "redis" and redis_error:
-            text += f" (the operator cannot reach it either: {redis_error})"
+            text += f" (the operator cannot reach it: {redis_error})"
         if services:
             text += f"; waiting: {', '.join(services)}"
         parts.append(text)

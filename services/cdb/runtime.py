@@ -242,11 +242,14 @@ class Runtime:
         self.started_at = int(time.time())
         self.state = "starting"
         self.redis_ok = False
-        self.heartbeat = time.monotonic()  # the start counts as a tick (bounded by STARTUP_)
+        self.heartbeat = time.monotonic()  # the start counts as a tick (STARTUP_TIMEOUT_S)
         #: dependency → reason, from the loop's last transient failure (cleared on success)
         self.down: dict[str, str] = {}
         self._http_thread: threading.Thread | None = None
         self._watch_thread: threading.Thread | None = None
+        #: one HTTP readiness check at a time: a slow dependency must not tie up every HTTP
+        #: thread, or /livez would queue behind them and the kubelet would restart the pod
+        self._readiness_lock = threading.Lock()
         self.last_event: dict[str, Any] | None = None
         self.last_error: str | None = None
         self._last_health = 0.0
@@ -258,7 +261,12 @@ class Runtime:
         # The dependency watch runs in its own thread on that client too: it notices an
         # outage within HEALTH_INTERVAL_S however long the main loop waits on a dead server.
         self.watch = DependencyWatch(
-            Bus(self._health_client, service=service.name, consumer=self.bus.consumer),
+            Bus(
+                self._health_client,
+                service=service.name,
+                consumer=self.bus.consumer,
+                maxlen_default=self.settings.STREAM_MAXLEN,
+            ),
             service.name,
             self.settings.OUTAGE_ALERT_S,
         )
@@ -300,6 +308,15 @@ class Runtime:
         problems.extend(self.service.health_problems())
         return not problems, problems
 
+    def ready(self) -> tuple[bool, list[str]]:
+        """Readiness for HTTP callers: ``healthy()``, or 503 at once while one is running."""
+        if not self._readiness_lock.acquire(blocking=False):
+            return False, ["the previous readiness check is still running (a slow dependency)"]
+        try:
+            return self.healthy()
+        finally:
+            self._readiness_lock.release()
+
     def down_now(self, problems: list[str] | None = None) -> dict[str, str]:
         """Each dependency down right now → the reason (from the loop and the service)."""
         down = dict(self.down)
@@ -340,11 +357,11 @@ class Runtime:
 
         @app.get("/readyz")
         def readyz():
-            return answer(*self.healthy())
+            return answer(*self.ready())
 
         @app.get("/health")
         def health():  # kept for those who scrape it: the readiness answer, as before
-            return answer(*self.healthy())
+            return answer(*self.ready())
 
         @app.get("/status")
         def status():

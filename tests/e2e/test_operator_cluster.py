@@ -142,6 +142,8 @@ def operator(namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
             namespace,
             "--liveness",
             "",
+            "--readiness",
+            "",
             "--resync",
             "5",
             "--breaker-poll",

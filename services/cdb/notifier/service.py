@@ -4,7 +4,7 @@ Reads ``alerts``. Subscriptions live in PostgreSQL and are cached here, so an
 outage of the database (often the very thing an alert is about) still reaches the
 subscribers known before it; only a notifier that never loaded them retries the
 alert later. Without VAPID keys it runs log-only and needs no database.
-HTTP routes (besides /health, /status, /metrics): ``GET /webpush/vapid-public-key``,
+HTTP routes (besides /livez, /readyz, /health, /status, /metrics): ``GET /webpush/vapid-public-key``,
 ``POST`` and ``DELETE /webpush/subscriptions`` (``Authorization: Bearer <NOTIFIER_API_TOKEN>``).
 """
 
