@@ -20,6 +20,7 @@ SERVICES: dict[str, str] = {
     "execution": "cdb.execution.service",
     "persistence": "cdb.persistence.service",
     "notifier": "cdb.notifier.service",
+    "advisor": "cdb.advisor.service",
 }
 
 #: Extra subcommands contributed by other modules: name → (module, help). Each module has
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("cdb.local.status", "print each service's health and the latest activity"),
     "backup": ("cdb.backup.cli_backup", "dump PostgreSQL (and Redis) into a directory"),
     "restore": ("cdb.backup.cli_restore", "restore a backup directory into an empty database"),
+    "ml": ("cdb.advisor.cli", "the ML advisor: sample data, train, evaluate, report"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
