@@ -22,6 +22,7 @@ TABLES = {
     "strategy_params",
     "service_state",
     "webpush_subscriptions",
+    "ml_signals",
 }
 
 
