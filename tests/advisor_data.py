@@ -49,3 +49,30 @@ def train_model(data: Path, out: Path, *extra: str, capsys=None) -> dict:
     assert code == 0, stderr
     assert out.name in stdout
     return json.loads(out.read_text())
+
+
+def model_file(directory: Path, lookback_min: int = 15, candles: int = 1500) -> Path:
+    """Train a model in this process (no CLI start-up) and write its artifact; returns the path."""
+    import io
+
+    from cdb.advisor import data, dataset, train
+    from cdb.signal.strategies.momentum import Momentum
+
+    buf = io.StringIO()
+    data.write_sample(buf, SYMBOLS.split(","), candles)
+    csv_path = directory / "train.csv"
+    csv_path.write_text(buf.getvalue())
+    candles_by_symbol = data.read_csv([csv_path])
+    window = dataset.WindowSpec(lookback_min, "1m")
+    label = dataset.LabelSpec()
+    rows = dataset.build(candles_by_symbol, window, label, Momentum())
+    artifact = train.train(
+        rows,
+        window=window,
+        label=label,
+        rule=Momentum(),
+        data_hash=data.data_hash(candles_by_symbol),
+    )
+    path = directory / f"model-{lookback_min}.json"
+    path.write_text(json.dumps(artifact))
+    return path
