@@ -31,6 +31,9 @@ Key = tuple[str, str]
 #: Kinds removed when the spec stops asking for them (policies off, backup off, monitoring off).
 PRUNABLE = (
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    # the optional advisor's Deployment and Service go when spec.advisor.enabled turns false
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
     ("batch/v1", "CronJob"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 )
