@@ -219,3 +219,27 @@ def test_simulated_trades_do_not_overlap_and_pay_the_costs():
     assert out["trades"] == 2
     assert out["net_pct"] == pytest.approx((1.0 - 0.2) + (-1.0 - 0.2))
     assert out["hit_rate"] == 0.5
+
+
+def test_the_docs_example_is_what_its_commands_print(tmp_path, capsys, monkeypatch):
+    """docs/advisor.md's `$ cdb ml …` lines, run as written: the same model quality and verdict."""
+    import re
+    import shlex
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "advisor.md").read_text()
+    commands = [line[2:] for line in doc.splitlines() if line.startswith("$ cdb ml ")]
+    assert [shlex.split(c)[2] for c in commands] == ["sample", "train", "evaluate", "report"]
+    monkeypatch.chdir(tmp_path)
+    printed = ""
+    for command in commands:
+        code, out, err = cdb_here(capsys, *shlex.split(command)[1:])
+        assert code == 0, err
+        printed += out
+
+    def figure(text: str, pattern: str) -> float:
+        return float(re.search(pattern, text).group(1))
+
+    for pattern in (r"held-out AUC ([0-9.]+)", r"Brier ([0-9.]+) \(baseline"):
+        assert figure(printed, pattern) == pytest.approx(figure(doc, pattern), abs=0.01)
+    verdict = re.search(r"verdict: (\S+)", doc).group(1)
+    assert f"verdict: {verdict}" in printed

@@ -11,7 +11,8 @@ the model's threshold). From them:
   ``horizon`` observations later, pay the round-trip costs (``cost_pct``), one trade per
   symbol at a time (signals while holding are skipped, as a cooldown would) — and the
   report sums the net returns, in % of one stake per trade;
-* **disagreements**: the largest forward moves where only one side signalled;
+* **disagreements**: the largest forward moves where only the rules, and where only the
+  model, signalled (half of ``top`` each, in time order);
 * **verdict**: ``GO`` (worth a person's review for promotion) only if the model made at
   least ``min_trades`` trades, its hit rate and its net earnings are at least the rules'
   and its net earnings are positive; otherwise ``NO-GO`` with the failed criteria.
@@ -81,8 +82,11 @@ def compare(data: Dataset, model: LinearModel, min_trades: int = 30, top: int = 
         "ml": simulate(data, ml, horizon, cost),
         "both_agree": simulate(data, rule & ml, horizon, cost),
     }
-    disagree = np.flatnonzero(rule != ml)
-    order = disagree[np.argsort(-np.abs(data.forward_pct[disagree]))][:top]
+    order = []
+    for side in (rule & ~ml, ~rule & ml):  # the largest moves each side alone signalled
+        idx = np.flatnonzero(side)
+        order += idx[np.argsort(-np.abs(data.forward_pct[idx]))][: top // 2].tolist()
+    order.sort(key=lambda i: int(data.ts[i]))
     disagreements = [
         {
             "time": _iso(data.ts[i]),

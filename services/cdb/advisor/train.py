@@ -81,7 +81,7 @@ def train(
             "candles": window.candles,
             "long_windows": LONG_WINDOWS,
         },
-        "rule": {"threshold_pct": rule.threshold_pct, "min_volume": rule.min_volume},
+        "rule": {"threshold_pct": float(rule.threshold_pct), "min_volume": float(rule.min_volume)},
         "label": {
             "horizon": label.horizon,
             "fee_pct": label.fee_pct,
