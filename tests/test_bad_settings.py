@@ -17,6 +17,8 @@ CASES = [
     ("persistence", "READ_BATCH", "0", "READ_BATCH must be >= 1, got 0"),
     ("notifier", "WEBPUSH_TTL_S", "-5", "WEBPUSH_TTL_S must be"),
     ("notifier", "LOG_LEVEL", "CHATTY", "LOG_LEVEL must match"),
+    ("advisor", "ADVISOR_THRESHOLD", "1.5", "ADVISOR_THRESHOLD must be < 1, got 1.5"),
+    ("advisor", "ADVISOR_MODEL_PATH", "/nonexistent/m.json", "ADVISOR_MODEL_PATH cannot read"),
 ]
 
 
