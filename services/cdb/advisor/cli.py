@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cdb.advisor.dataset import LabelSpec, WindowSpec
-
 SAMPLE_SYMBOLS = "BTC_USDT,ETH_USDT,SOL_USDT"
 
 
@@ -91,6 +89,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from cdb.advisor import data, dataset
+    from cdb.advisor.dataset import LabelSpec, WindowSpec
     from cdb.advisor.train import train
     from cdb.signal.strategies.momentum import Momentum
 
@@ -127,6 +126,7 @@ def _fmt(value: float | None) -> str:
 
 def _period(args: argparse.Namespace) -> tuple[Any, Any]:
     from cdb.advisor import data, dataset
+    from cdb.advisor.dataset import LabelSpec, WindowSpec
     from cdb.advisor.linear import LinearModel
     from cdb.signal.strategies.momentum import Momentum
 
