@@ -243,3 +243,40 @@ def test_the_docs_example_is_what_its_commands_print(tmp_path, capsys, monkeypat
         assert figure(printed, pattern) == pytest.approx(figure(doc, pattern), abs=0.01)
     verdict = re.search(r"verdict: (\S+)", doc).group(1)
     assert f"verdict: {verdict}" in printed
+
+
+def test_a_model_that_is_right_where_the_rule_is_not_gets_a_go(trained):
+    _, path, _ = trained
+    meta = json.loads(path.read_text())
+    n = len(FEATURES)
+    # a model that only looks at ret_1 (index 3), very sharply
+    meta["model"] = {
+        "mean": [0.0] * n, "scale": [1.0] * n, "intercept": 0.0,
+        "coef": [0.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0],
+    }  # fmt: skip
+    meta["threshold"] = 0.5
+    model = LinearModel.from_artifact(meta)
+    rng = np.random.default_rng(3)
+    rows = 400
+    winner = rng.random(rows) < 0.4
+    x = np.zeros((rows, n))
+    x[:, 3] = np.where(winner, 1.0, -1.0)  # the model sees who wins
+    forward = np.where(winner, 1.0, -1.0)
+    data = dataset.Dataset(
+        x=x,
+        y=(forward > model.cost_pct).astype(int),
+        ts=np.arange(rows) * 60,
+        symbol=np.array(["A", "B"] * (rows // 2), dtype=object),
+        price=np.ones(rows),
+        forward_pct=forward,
+        rule=rng.random(rows) < 0.3,  # the rule fires at random
+    )
+    from cdb.advisor.report import compare
+
+    report = compare(data, model, min_trades=5)
+    assert report["verdict"] == "GO", report["failed"]
+    assert report["earnings"]["ml"]["hit_rate"] == 1.0
+    assert report["agreement"]["only_rules"]["hit_rate"] == 0.0
+    assert compare(data, model, min_trades=10_000)["failed"] == [
+        f"the model made {report['earnings']['ml']['trades']} trades, fewer than 10000"
+    ]
