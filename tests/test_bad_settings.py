@@ -24,6 +24,8 @@ CASES = [
         "DASHBOARD_TOKEN must be at least 16 characters, got <hidden>",
     ),
     ("dashboard", "NOTIFIER_URL", "notifier:8005", "NOTIFIER_URL must match"),
+    ("advisor", "ADVISOR_THRESHOLD", "1.5", "ADVISOR_THRESHOLD must be < 1, got 1.5"),
+    ("advisor", "ADVISOR_MODEL_PATH", "/nonexistent/m.json", "ADVISOR_MODEL_PATH cannot read"),
 ]
 
 

@@ -54,6 +54,7 @@ def test_streams_are_named_as_in_the_design():
         "alerts",
         "health",
         "control",
+        "ml_signals",
     )
 
 

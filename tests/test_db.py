@@ -21,6 +21,7 @@ TABLES = {
     "metrics",
     "service_state",
     "webpush_subscriptions",
+    "ml_signals",
 }
 
 

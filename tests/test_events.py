@@ -35,6 +35,17 @@ GOOD = {
         pct_change=4.5,
         reason="Momentum: +4.5% (threshold 3.0%)",
     ),
+    "ml_signal": dict(
+        signal_id="m1",
+        symbol="BTC_USDT",
+        side="BUY",
+        probability=0.71,
+        threshold=0.6,
+        model_version="lr-0123456789ab",
+        price=100.0,
+        rule_signal=False,
+        contributions=[{"feature": "ret_window", "value": 2.5, "contribution": 0.8}],
+    ),
     "order": dict(
         client_id="abc123",
         symbol="BTC_USDT",

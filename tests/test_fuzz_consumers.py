@@ -27,9 +27,11 @@ from cdb.events import (
     MAX_TIMESTAMP,
     Alert,
     Control,
+    FeatureContribution,
     Health,
     MarketData,
     MarketStatus,
+    MlSignal,
     Order,
     OrderResult,
     Signal,
@@ -115,6 +117,27 @@ VALID = {
         status=st.sampled_from(["ok", "degraded", "down"]),
         timestamp=TIMES,
     ),
+    "ml_signals": st.builds(
+        MlSignal,
+        signal_id=IDS,
+        symbol=SYMBOLS,
+        side=st.sampled_from(["BUY", "SELL"]),
+        probability=st.floats(0, 1),
+        threshold=st.floats(0, 1),
+        model_version=IDS,
+        price=PRICES,
+        rule_signal=st.booleans(),
+        contributions=st.lists(
+            st.builds(
+                FeatureContribution,
+                feature=TEXT.filter(bool).map(lambda t: t[:64]),
+                value=st.floats(-1e300, 1e300),
+                contribution=st.floats(-1e300, 1e300),
+            ),
+            max_size=20,
+        ),
+        timestamp=TIMES,
+    ),
     "control": st.builds(
         Control,
         action=st.sampled_from(["engage_breaker", "release_breaker", "kill_switch"]),
@@ -136,8 +159,12 @@ def is_valid_on(stream: str, payload: bytes) -> bool:
     return event is not None
 
 
-@pytest.mark.parametrize("name", ["signal", "risk", "execution", "persistence", "notifier"])
-def test_consumer_survives_hostile_entries(name, redis_env, pg_env, clean_env, monkeypatch):
+@pytest.mark.parametrize(
+    "name", ["signal", "risk", "execution", "persistence", "notifier", "advisor"]
+)
+def test_consumer_survives_hostile_entries(
+    name, redis_env, pg_env, clean_env, monkeypatch, tmp_path
+):
     env = {
         **redis_env,
         **pg_env,
@@ -145,6 +172,10 @@ def test_consumer_survives_hostile_entries(name, redis_env, pg_env, clean_env, m
         "LOG_LEVEL": "WARNING",
         "CDB_CONSUMER_NAME": f"{name}-fuzz",
     }
+    if name == "advisor":  # it needs a model to start
+        from advisor_data import model_file
+
+        env["ADVISOR_MODEL_PATH"] = str(model_file(tmp_path, candles=600))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     migrate(PostgresSettings())

@@ -246,6 +246,12 @@ CEL_CASES = [
     ("symbols or topMovers", bot({"symbols": [], "topMovers": 0}), "symbols"),
     ("at most 40", bot({}, name="a" * 41), "metadata.name"),
     ("DNS label", bot({}, name="9lives"), "metadata.name"),
+    ("advisor.model is required", bot({"advisor": {"enabled": True}}), "advisor.model"),
+    (
+        "exactly one of configMap",
+        bot({"advisor": {"model": {"path": "/m.json", "configMap": {"name": "m"}}}}),
+        "advisor.model",
+    ),
 ]
 #: Transition rules: (a word of the message, old spec, new spec).
 TRANSITION_CASES = [

@@ -71,6 +71,7 @@ FULL = {
         {"key": "dedicated", "operator": "Equal", "value": "trading", "effect": "NoSchedule"}
     ],
     "logLevel": "DEBUG",
+    "advisor": {"enabled": True, "model": {"configMap": {"name": "demo-model", "key": "v3.json"}}},
 }
 
 
@@ -500,7 +501,12 @@ def test_network_policies_deny_by_default_then_allow_what_each_needs() -> None:
     dns = p["dns"]["spec"]["egress"][0]
     assert {(x["protocol"], x["port"]) for x in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
     redis_in = p["redis"]["spec"]["ingress"][0]
-    assert _components(redis_in["from"][0]["podSelector"]) == {*model.SERVICES, "backup"}
+    # FULL enables the ML advisor: it reaches Redis (and nothing else, see test_operator_advisor)
+    assert _components(redis_in["from"][0]["podSelector"]) == {
+        *model.SERVICES,
+        model.ADVISOR,
+        "backup",
+    }
     operator_peer = redis_in["from"][1]
     assert operator_peer["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ops"
@@ -521,7 +527,10 @@ def test_network_policies_deny_by_default_then_allow_what_each_needs() -> None:
     assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "prom"
     }
-    assert {x["port"] for x in metrics["ports"]} == set(model.SERVICE_PORTS.values())
+    assert {x["port"] for x in metrics["ports"]} == {
+        *model.SERVICE_PORTS.values(),
+        model.ADVISOR_PORT,
+    }
     assert _policies({"networkPolicy": {"enabled": False}}) == {}
 
 

@@ -33,7 +33,9 @@ def build_app(name: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_state_changing_routes_require_a_token(name, redis_env, pg_env, clean_env, monkeypatch):
+def test_state_changing_routes_require_a_token(
+    name, redis_env, pg_env, clean_env, monkeypatch, tmp_path
+):
     from test_notifier import vapid_env  # real keys, so the token check itself is reached
 
     env = {
@@ -43,6 +45,10 @@ def test_state_changing_routes_require_a_token(name, redis_env, pg_env, clean_en
         "NOTIFIER_API_TOKEN": "the-right-token-123",
         "DASHBOARD_TOKEN": "the-right-token-456",
     }
+    if name == "advisor":  # it needs a model to start
+        from advisor_data import model_file
+
+        env["ADVISOR_MODEL_PATH"] = str(model_file(tmp_path, candles=600))
     app = build_app(name, env, monkeypatch)
     client = app.test_client()
     unsafe = [

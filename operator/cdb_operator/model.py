@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from cdb_operator.exchanges import EXCHANGE_IDS
@@ -39,6 +39,9 @@ SERVICE_PORTS: dict[str, int] = {
     "dashboard": 8006,
 }
 SERVICES = tuple(SERVICE_PORTS)
+#: The ML advisor (``cdb run advisor``): optional (``spec.advisor.enabled``), shadow mode only.
+ADVISOR = "advisor"
+ADVISOR_PORT = 8007
 #: Services that write PostgreSQL (they get its password and run migrations first).
 POSTGRES_USERS = ("risk", "execution", "persistence", "notifier")
 #: Services that only read PostgreSQL (they get its password, never migrate).
@@ -279,6 +282,89 @@ class Services(Spec):
     )
 
 
+class ConfigMapModel(Spec):
+    """A model artifact held in a ConfigMap key (a JSON artifact is a few kB)."""
+
+    name: ObjectName = Field(description="ConfigMap in the bot's namespace")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        "model.json", description="Key holding the artifact"
+    )
+
+
+class VolumeModel(Spec):
+    """A model artifact on a PersistentVolumeClaim, mounted read-only."""
+
+    claim_name: ObjectName = Field(description="PVC in the bot's namespace")
+    path: Annotated[str, Field(pattern=r"^[^/].*$", max_length=253)] = Field(
+        "model.json", description="Path of the artifact inside the volume"
+    )
+
+
+class AdvisorModel(Spec):
+    """Where the advisor's model artifact comes from: exactly one of the three."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.configMap) ? 1 : 0) + (has(self.persistentVolumeClaim) ? "
+                    "1 : 0) + (has(self.path) ? 1 : 0) == 1",
+                    "message": "advisor.model: set exactly one of configMap, persistentVolumeClaim and path",
+                }
+            ]
+        }
+    )
+
+    config_map: ConfigMapModel | None = Field(None, description="From a ConfigMap key")
+    persistent_volume_claim: VolumeModel | None = Field(None, description="From a PVC")
+    path: Annotated[str, Field(pattern=r"^/.*$", max_length=1024)] | None = Field(
+        None, description="An absolute path inside the image"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AdvisorModel:
+        given = [self.config_map, self.persistent_volume_claim, self.path]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError(
+                "advisor.model: set exactly one of configMap, persistentVolumeClaim and path"
+            )
+        return self
+
+
+class Advisor(Spec):
+    """The ML signal advisor, in shadow mode: it publishes to ml_signals, which nothing that
+    trades reads; it gets a route to Redis only."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.enabled || has(self.model)",
+                    "message": "advisor.model is required when advisor.enabled is true",
+                    "fieldPath": ".model",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    enabled: bool = Field(False, description="Run the advisor (cdb run advisor)")
+    model: AdvisorModel | None = Field(None, description="The model artifact (cdb ml train)")
+    threshold: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="Probability for an ml_signal (ADVISOR_THRESHOLD; 0 = the model's own)"
+    )
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        300, description="Per symbol, seconds between ml_signals (ADVISOR_COOLDOWN_S)"
+    )
+    resources: Resources = Field(default_factory=Resources, description="Requests and limits")
+
+    @model_validator(mode="after")
+    def _model_when_enabled(self) -> Advisor:
+        if self.enabled and self.model is None:
+            raise ValueError("advisor.model is required when advisor.enabled is true")
+        return self
+
+
 def _db_resources() -> Resources:
     return Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
 
@@ -458,6 +544,9 @@ class TradingBotSpec(Spec):
     )
     image: Image = Field(default_factory=Image, description="The project's image")
     services: Services = Field(default_factory=Services, description="Per-service settings")
+    advisor: Advisor = Field(
+        default_factory=Advisor, description="ML signal advisor, shadow mode only (off by default)"
+    )
     redis: Redis = Field(default_factory=Redis, description="The event bus")
     postgres: Postgres = Field(default_factory=Postgres, description="The database")
     backup: Backup = Field(default_factory=Backup, description="Daily database dumps")

@@ -32,6 +32,9 @@ Key = tuple[str, str]
 PRUNABLE = (
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("networking.k8s.io/v1", "Ingress"),
+    # the optional advisor's Deployment and Service go when spec.advisor.enabled turns false
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
     ("batch/v1", "CronJob"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 )

@@ -42,13 +42,16 @@ ALERTS = "alerts"
 HEALTH = "health"
 CONTROL = "control"
 DEAD_LETTER = "dead_letter"
-STREAMS = (MARKET_DATA, SIGNALS, ORDERS, ORDER_RESULT, ALERTS, HEALTH, CONTROL)
+#: The ML advisor's shadow signals: read by the persistence writer only, never by risk/execution.
+ML_SIGNALS = "ml_signals"
+STREAMS = (MARKET_DATA, SIGNALS, ORDERS, ORDER_RESULT, ALERTS, HEALTH, CONTROL, ML_SIGNALS)
 
 #: Which stream each event type travels on. One stream may carry several types.
 STREAM_OF_TYPE: dict[str, str] = {
     "market_data": MARKET_DATA,
     "market_status": MARKET_DATA,
     "signal": SIGNALS,
+    "ml_signal": ML_SIGNALS,
     "order": ORDERS,
     "order_result": ORDER_RESULT,
     "alert": ALERTS,

@@ -21,6 +21,7 @@ SERVICES: dict[str, str] = {
     "persistence": "cdb.persistence.service",
     "notifier": "cdb.notifier.service",
     "dashboard": "cdb.dashboard.service",
+    "advisor": "cdb.advisor.service",
 }
 
 #: Extra subcommands contributed by other modules: name → (module, help). Each module has
@@ -37,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("cdb.backtest.cli", "run the live strategy and risk rules over candle files"),
     "download-data": ("cdb.history.cli", "download OHLCV candles (ccxt) or import freqtrade's"),
     "report": ("cdb.audit.cli", "figures and rule compliance of the live audit trail"),
+    "ml": ("cdb.advisor.cli", "the ML advisor: sample data, train, evaluate, report"),
 }
 
 REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"

@@ -279,10 +279,51 @@ class BreakerState(Event):
     control_id: text(64) | None = None
 
 
+class FeatureContribution(BaseModel):
+    """One feature's share of an ML score: its value and its additive log-odds contribution."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    feature: text(64, min_length=1)
+    value: float = Field(allow_inf_nan=False, description="The feature's value at this observation")
+    contribution: float = Field(
+        allow_inf_nan=False,
+        description="Log-odds added to the score by this feature (positive pushes towards BUY)",
+    )
+
+
+class MlSignal(Event):
+    """The ML advisor's opinion on one observation. Shadow only: nothing that trades reads it.
+
+    Published to ``ml_signals`` (never ``signals``), persisted to ``ml_signals`` by the
+    writer, and compared with the rules; see docs/advisor.md.
+    """
+
+    type: Literal["ml_signal"] = "ml_signal"
+    signal_id: text(64, min_length=1)
+    symbol: Symbol
+    side: Side
+    probability: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        description="The model's probability that the label holds (forward return beats fees)"
+    )
+    threshold: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        description="The probability at or above which the advisor calls it a signal"
+    )
+    model_version: text(64, min_length=1)
+    price: Price
+    rule_signal: bool = Field(
+        description="Whether the momentum rule fired on the same observation (before cooldowns)"
+    )
+    contributions: list[FeatureContribution] = Field(
+        default_factory=list, max_length=20, description="Largest contributions first"
+    )
+
+
 AnyEvent = Annotated[
     MarketData
     | MarketStatus
     | Signal
+    | MlSignal
     | Order
     | OrderResult
     | Alert
@@ -298,6 +339,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MarketData,
         MarketStatus,
         Signal,
+        MlSignal,
         Order,
         OrderResult,
         Alert,

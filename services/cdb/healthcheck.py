@@ -26,6 +26,7 @@ PORTS = {
     "persistence": 8004,
     "notifier": 8005,
     "dashboard": 8006,
+    "advisor": 8007,
 }
 LIVENESS_PATH = "/livez"
 

@@ -8,6 +8,7 @@ once (``config.render_secret``).
 from __future__ import annotations
 
 from cdb_operator import model
+from cdb_operator.render.advisor import render_advisor
 from cdb_operator.render.backup import render_backup_cronjob, render_backup_pvc
 from cdb_operator.render.common import Bot, Manifest
 from cdb_operator.render.config import render_configmap, render_secret
@@ -29,6 +30,7 @@ def render_children(bot: Bot) -> list[Manifest]:
     for service in model.SERVICES:
         out += [render_service(bot, service), render_deployment(bot, service)]
     out += render_dashboard_ingress(bot)
+    out += render_advisor(bot)
     if bot.spec.backup.enabled:
         out += [render_backup_pvc(bot), render_backup_cronjob(bot)]
     out += render_service_monitor(bot)

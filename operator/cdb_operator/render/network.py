@@ -1,6 +1,7 @@
 """NetworkPolicies: deny everything for the bot's pods, then allow only what each needs.
 
-Allowed: DNS for all; every service → Redis; the writers and the backup → PostgreSQL;
+Allowed: DNS for all; every service (and the ML advisor, when enabled: Redis is all it
+reaches) → Redis; the writers and the backup → PostgreSQL;
 the backup → Redis (RDB snapshot); feed, execution and notifier → port 443 (exchange,
 web push); the operator's namespace → Redis (breaker control); the monitoring namespace →
 the services' metrics ports; dashboard → notifier (push subscriptions), PostgreSQL (read)
@@ -13,6 +14,7 @@ from typing import Any
 
 from cdb_operator import model
 from cdb_operator.render import config
+from cdb_operator.render.advisor import wants_advisor
 from cdb_operator.render.common import Bot, Manifest, instance_labels, metadata
 
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "cdb-operator"}
@@ -52,6 +54,10 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
         return []
     np = bot.spec.network_policy
     services = list(model.SERVICES)
+    ports = list(model.SERVICE_PORTS.values())
+    if wants_advisor(bot):
+        services.append(model.ADVISOR)
+        ports.append(model.ADVISOR_PORT)
     redis_clients = [*services, "backup"]
     pg_clients = [*model.POSTGRES_USERS, *model.POSTGRES_READERS, "backup"]
     everyone = {"matchLabels": instance_labels(bot)}
@@ -137,7 +143,7 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
             ingress=[
                 {
                     "from": [{"namespaceSelector": _namespace(np.monitoring_namespace)}],
-                    "ports": [_tcp(p) for p in model.SERVICE_PORTS.values()],
+                    "ports": [_tcp(p) for p in ports],
                 }
             ],
         ),

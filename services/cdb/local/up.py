@@ -76,6 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-timeout", type=float, default=20.0, help="seconds each service gets to stop"
     )
+    parser.add_argument(
+        "--advisor",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="MODEL",
+        help="also run the ML advisor in shadow mode (ml_signals only), with MODEL or a "
+        "model trained on the synthetic market first (see docs/advisor.md)",
+    )
 
 
 class Up:
@@ -192,6 +201,24 @@ class Up:
             child = Child(name, self.ports[name], env, self.data_dir / "logs" / f"{name}.log")
             child.start(fresh_log=True)  # the previous run's log becomes NAME.log.1
             self.children[name] = child
+        if self.args.advisor is not None:
+            self._start_advisor()
+
+    def _start_advisor(self) -> None:
+        from cdb.advisor import local as advisor
+
+        assert self.servers is not None
+        port = free_port()
+        env = plan.child_env(os.environ, advisor.NAME, port, self.servers.env, self.args.feed)
+        lookback = int(env.get("SIGNAL_LOOKBACK_MIN", "15"))
+        model = advisor.ensure_model(self.args.advisor, self.data_dir, lookback)
+        env["ADVISOR_MODEL_PATH"] = str(model)
+        env.setdefault("ADVISOR_COOLDOWN_S", env["SIGNAL_COOLDOWN_S"])  # the rules' cooldown
+        log = self.data_dir / "logs" / f"{advisor.NAME}.log"
+        child = Child(advisor.NAME, port, env, log)
+        child.start()
+        self.children[advisor.NAME] = child
+        self.say(f"advisor    shadow mode, model {model}, http://127.0.0.1:{port}/metrics")
 
     def _describe_servers(self) -> None:
         assert self.servers is not None
@@ -359,7 +386,8 @@ class Up:
     def _shutdown(self) -> None:
         if self.children:
             self.say("stopping services…")
-            killed = stop_all(self.children, plan.STOP_ORDER, self.args.stop_timeout)
+            order = (*plan.STOP_ORDER, "advisor")  # the advisor, if started, with the consumers
+            killed = stop_all(self.children, order, self.args.stop_timeout)
             if killed:
                 self.notes.append(f"killed after {self.args.stop_timeout}s: {', '.join(killed)}")
         if self.servers is not None:

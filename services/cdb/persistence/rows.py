@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import orjson
 
 from cdb.bus import Delivery
-from cdb.events import Alert, Event, Health, Order, OrderResult, Signal
+from cdb.events import Alert, Event, Health, MlSignal, Order, OrderResult, Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +114,27 @@ HEALTH_CHECKS = Table(
     casts=_jsonb_casts(_HEALTH_COLUMNS, {"details"}),
 )
 
+_ML_COLUMNS = (
+    "signal_id",
+    "ts",
+    "symbol",
+    "side",
+    "probability",
+    "threshold",
+    "model_version",
+    "price",
+    "rule_signal",
+    "contributions",
+)
+ML_SIGNALS = Table(
+    "ml_signals", _ML_COLUMNS, key="signal_id", casts=_jsonb_casts(_ML_COLUMNS, {"contributions"})
+)
+
 #: Tables in the order they are written within one transaction.
-TABLES: tuple[Table, ...] = (SIGNALS, ORDERS, ORDER_RESULTS, ALERTS, HEALTH_CHECKS)
+TABLES: tuple[Table, ...] = (SIGNALS, ORDERS, ORDER_RESULTS, ALERTS, HEALTH_CHECKS, ML_SIGNALS)
 TABLE_OF_TYPE: dict[str, Table] = {
     "signal": SIGNALS,
+    "ml_signal": ML_SIGNALS,
     "order": ORDERS,
     "order_result": ORDER_RESULTS,
     "alert": ALERTS,
@@ -188,6 +205,19 @@ def row_of(delivery: Delivery) -> tuple[Table, Row] | None:
             _json(e.context),
         )
         return ALERTS, row
+    if isinstance(e, MlSignal):
+        return ML_SIGNALS, (
+            e.signal_id,
+            e.timestamp,
+            e.symbol,
+            e.side,
+            e.probability,
+            e.threshold,
+            e.model_version,
+            e.price,
+            e.rule_signal,
+            orjson.dumps([c.model_dump() for c in e.contributions]).decode(),
+        )
     if isinstance(e, Health):
         return HEALTH_CHECKS, (
             delivery.entry_id,

@@ -1,6 +1,7 @@
 """``cdb run persistence``: the audit trail. Streams in, one PostgreSQL transaction per batch.
 
-Reads ``signals``, ``orders``, ``order_result``, ``alerts`` and ``health`` and writes
+Reads ``signals``, ``orders``, ``order_result``, ``alerts``, ``health`` and ``ml_signals``
+(the ML advisor's shadow signals) and writes
 each entry into its table (see ``rows.py``). Entries are acknowledged only after
 their batch committed. When PostgreSQL is down the batch fails with a transient
 error: the runtime backs off and re-reads the same pending entries, so the writer
@@ -19,7 +20,7 @@ from typing import Any
 import psycopg2
 from prometheus_client import Counter
 
-from cdb.bus import ALERTS, HEALTH, ORDER_RESULT, ORDERS, SIGNALS, Bus, Delivery
+from cdb.bus import ALERTS, HEALTH, ML_SIGNALS, ORDER_RESULT, ORDERS, SIGNALS, Bus, Delivery
 from cdb.metrics import PostgresUp, zero
 from cdb.persistence.rows import TABLES
 from cdb.persistence.settings import PersistenceSettings
@@ -33,7 +34,7 @@ class PersistenceService(Service):
     name = "persistence"
     default_port = 8004
     settings_class = PersistenceSettings
-    streams = (SIGNALS, ORDERS, ORDER_RESULT, ALERTS, HEALTH)
+    streams = (SIGNALS, ORDERS, ORDER_RESULT, ALERTS, HEALTH, ML_SIGNALS)
 
     def __init__(self, settings: PersistenceSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
