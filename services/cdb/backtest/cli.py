@@ -59,7 +59,7 @@ def run_once(
     from cdb.backtest.run import Backtest
 
     config = Config.load(env)
-    bt = Backtest(files, config, exact=exact)
+    bt = Backtest(files, config, exact=exact, keep_log=True)
     if progress:
         from tqdm import tqdm
 

@@ -34,6 +34,10 @@ def report_dict(result: dict[str, Any], title: str) -> dict[str, Any]:
         "seconds": result.get("seconds"),
         "curve": [list(p) for p in result["curve"]],
         "fills": result["fills"],
+        "decisions_log": [
+            {"ts": ts, "decision": d, "rule": r, "symbol": s, "client_id": c}
+            for ts, d, r, s, c in result.get("log", [])
+        ],
         "open_positions": result.get("open_positions", {}),
     }
 
@@ -91,6 +95,18 @@ def text(report: dict[str, Any]) -> str:
             f"pause {p['symbol']} {when(p['start'])} → {when(p['end'])} "
             f"(move {_num(p.get('move_pct'), 1)} %)"
         )
+    comp = report.get("compliance")
+    if comp is not None:
+        lines += [
+            "",
+            f"rule compliance: {comp['orders']} orders, {comp['traced']} traced to their "
+            f"decision, {len(comp['violations'])} violation(s)",
+        ]
+        for v in comp["violations"][:50]:
+            lines.append(
+                f"  VIOLATION {when(v['ts'])} {v['side']} {v['symbol']} {v['client_id']}: "
+                f"{', '.join(v['failed'])}"
+            )
     more = len(f["abnormal_market_pauses"]) - 20
     if more > 0:
         lines.append(f"... and {more} more pauses (JSON report)")
@@ -161,9 +177,27 @@ border-bottom:1px solid #ddd}}</style></head><body>
 <th>fees</th></tr>{sym}</table>
 <h2>Decisions</h2><p>{esc(", ".join(f"{k} {v}" for k, v in f["decisions"].items()))}</p>
 <h2>Breaker trips and abnormal-market pauses</h2><ul>{events or "<li>none</li>"}</ul>
+{_compliance_html(report)}
 <h2>Settings</h2><table>{settings}</table>
 </body></html>
 """
+
+
+def _compliance_html(report: dict[str, Any]) -> str:
+    comp = report.get("compliance")
+    if comp is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{when(c['ts'])}</td><td>{html.escape(c['side'])} {html.escape(c['symbol'])}</td>"
+        f"<td>{html.escape(str(c['decision']))}/{html.escape(str(c['rule']))}</td><td>"
+        + ", ".join(f"{html.escape(k)} {'ok' if ok else 'FAILED'}" for k, ok in c["checks"].items())
+        + "</td></tr>"
+        for c in comp["checks"]
+    )
+    return (
+        f"<h2>Rule compliance</h2><p>{comp['orders']} orders, {comp['traced']} traced, "
+        f"{len(comp['violations'])} violation(s)</p><table id='compliance'>{rows}</table>"
+    )
 
 
 def write_all(report: dict[str, Any], out_dir: Path, stem: str = "report") -> dict[str, Path]:
