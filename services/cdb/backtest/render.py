@@ -32,6 +32,7 @@ def report_dict(result: dict[str, Any], title: str) -> dict[str, Any]:
         "files": result.get("files", []),
         "figures": summarize(result),
         "seconds": result.get("seconds"),
+        "loop_seconds": result.get("loop_seconds"),
         "curve": [list(p) for p in result["curve"]],
         "fills": result["fills"],
         "decisions_log": [
