@@ -29,6 +29,7 @@ from bench.candle_files import write_csv, write_freqtrade
 from bench.report import Result
 
 ROOT = Path(__file__).resolve().parent.parent
+LAST_CPU = [0.0]
 VENV = Path.home() / ".cache" / "cdb-bench" / "freqtrade-venv"
 STRATEGY = '''
 from freqtrade.strategy import IStrategy
@@ -60,7 +61,10 @@ class CdbMomentum(IStrategy):
 
 
 def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float, str, str]:
-    """Run ``cmd``; (wall seconds, peak RSS MiB, stdout, stderr) of that child alone."""
+    """Run ``cmd``; (wall seconds, peak RSS MiB, stdout, stderr) of that child alone.
+
+    The child's CPU seconds (user + system, from ``wait4``) are kept in ``LAST_CPU``.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -70,6 +74,7 @@ def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, fl
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} {cmd[1]} exited {proc.returncode}: {stderr[-2000:]}")
     return wall, usage.ru_maxrss / 1024, stdout, stderr
@@ -136,7 +141,8 @@ def run_freqtrade(exe: Path, work: Path, symbols: list[str]) -> dict:
     found = re.search(r"│\s*CdbMomentum\s*│\s*(\d+)\s*│", out)
     loaded = re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) - freqtrade.optimize.backtesting"
                         r" - INFO - (Dataload complete|Backtesting with data)", out + err)  # fmt: skip
-    return {"wall": wall, "rss_mib": rss, "trades": int(found[1]) if found else None,
+    return {"wall": wall, "cpu": LAST_CPU[0], "rss_mib": rss,
+            "trades": int(found[1]) if found else None,
             "stages": loaded}  # fmt: skip
 
 
@@ -165,32 +171,27 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
     result = Result("freqtrade", "Backtest: cdb backtest vs freqtrade backtesting (same candles)")
     t = result.table(
         f"{n:,} one-minute candles ({n_symbols} symbols × {days} days), whole process",
-        [
-            "engine",
-            "seconds",
-            "candles/s",
-            "peak RSS MiB",
-            "trades (closed+open)",
-            "decision loop/s",
-        ],
-    )
+        ["engine", "wall s", "CPU s", "candles/wall-s", "candles/CPU-s", "peak RSS MiB",
+         "trades", "decision loop/s"],
+    )  # fmt: skip
     loop = ours.get("loop_seconds") or 0
-    t.add("cdb backtest", wall, n / wall, rss, fig["trades"] + fig["open_trades"],
+    cpu = LAST_CPU[0]
+    t.add("cdb backtest", wall, cpu, n / wall, n / cpu, rss, fig["trades"] + fig["open_trades"],
           n / loop if loop else None)  # fmt: skip
-    data = {"candles": n, "cdb": {"wall": wall, "rss_mib": rss, "trades": fig["trades"],
+    data = {"candles": n, "cdb": {"wall": wall, "cpu": cpu, "rss_mib": rss, "trades": fig["trades"],
                                   "open": fig["open_trades"], "loop_s": loop}}  # fmt: skip
     exe, why = freqtrade_bin(venv)
     if exe is None:
         result.note(f"freqtrade skipped: {why}")
     else:
         ft = run_freqtrade(exe, work, symbols)
-        t.add(
-            "freqtrade backtesting", ft["wall"], n / ft["wall"], ft["rss_mib"], ft["trades"], None
-        )
+        t.add("freqtrade backtesting", ft["wall"], ft["cpu"], n / ft["wall"], n / ft["cpu"],
+              ft["rss_mib"], ft["trades"], None)  # fmt: skip
         data["freqtrade"] = ft
         result.note(
-            f"Whole process: cdb is {ft['wall'] / wall:.1f}× freqtrade's candles per second "
-            f"and uses {rss / ft['rss_mib']:.2f}× its peak memory."
+            f"Whole process: cdb is {ft['wall'] / wall:.1f}× freqtrade's candles per wall second "
+            f"({ft['cpu'] / cpu:.1f}× per CPU second) and uses {rss / ft['rss_mib']:.2f}× its "
+            "peak memory."
         )
     # the sweep on one process and on every core
     sweep = ["--sweep", "thresholdPct=2.5,3", "--sweep", "maxOpenPositions=3,5"]
