@@ -225,3 +225,19 @@ def test_metrics_by_hand():
     rets = np.array([0.1, -0.1, 0.1])
     assert sharpe == pytest.approx(rets.mean() / rets.std(ddof=1) * np.sqrt(365))
     assert sortino == pytest.approx(rets.mean() / np.sqrt((0.1**2) / 3) * np.sqrt(365))
+
+
+def test_deterministic_whatever_the_chunk_size(tmp_path):
+    """Two runs, chunks of 3 rows (smaller than the lookback tail) and of 4,320: one result."""
+    from dataclasses import asdict
+
+    from test_backtest_equivalence import rough_market
+
+    data = rough_market(tmp_path / "m.csv", seed=7, minutes=1440, n_symbols=3)
+    config = Config.load({**ENV, "SIGNAL_THRESHOLD_PCT": "2", "MAX_DAILY_DRAWDOWN_PCT": "3"})
+    runs = [asdict(Backtest([data], config, keep_log=True, chunk_rows=n).run()) for n in (3, 4_320)]
+    for r in runs:
+        r.pop("seconds")
+        r.pop("loop_seconds")
+    assert runs[0] == runs[1]
+    assert runs[0]["fills"]

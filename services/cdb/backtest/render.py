@@ -116,16 +116,14 @@ def text(report: dict[str, Any]) -> str:
 
 def plot_png(report: dict[str, Any]) -> bytes:
     """Equity, drawdown and exposure over time as one PNG (matplotlib, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, faster to import
 
     curve = report["curve"]
     times = [dt.datetime.fromtimestamp(p[0], dt.UTC) for p in curve]
-    fig, (ax1, ax2, ax3) = plt.subplots(
-        3, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1]}
-    )
+    fig = Figure(figsize=(10, 7))
+    FigureCanvasAgg(fig)
+    ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1]})
     ax1.plot(times, [p[1] for p in curve], color="#1f5fa8", lw=1.2)
     ax1.set_ylabel("equity")
     ax1.set_title(report["title"])
@@ -141,7 +139,6 @@ def plot_png(report: dict[str, Any]) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()
 
 
