@@ -241,3 +241,17 @@ def test_deterministic_whatever_the_chunk_size(tmp_path):
         r.pop("loop_seconds")
     assert runs[0] == runs[1]
     assert runs[0]["fills"]
+
+
+def test_a_big_csv_grouped_by_symbol_gives_the_time_sorted_result(tmp_path):
+    """Larger than one read batch and not in time order: read whole, sorted, same run."""
+    from test_backtest_equivalence import rough_market
+
+    data = rough_market(tmp_path / "sorted.csv", seed=5, minutes=16_000, n_symbols=4)
+    header, *rows = data.read_text().splitlines()
+    grouped = tmp_path / "grouped.csv"
+    grouped.write_text("\n".join([header, *sorted(rows, key=lambda r: r.split(",")[1])]) + "\n")
+    assert grouped.stat().st_size > 4 << 20  # more than one batch
+    config = Config.load({**ENV, "SIGNAL_THRESHOLD_PCT": "2"})
+    a, b = (Backtest([p], config).run() for p in (data, grouped))
+    assert a.fills == b.fills and a.candles == b.candles and a.fills
