@@ -172,7 +172,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
     t = result.table(
         f"{n:,} one-minute candles ({n_symbols} symbols × {days} days), whole process",
         ["engine", "wall s", "CPU s", "candles/wall-s", "candles/CPU-s", "peak RSS MiB",
-         "trades", "decision loop/s"],
+         "trades", "decision loop/CPU-s"],
     )  # fmt: skip
     loop = ours.get("loop_seconds") or 0
     cpu = LAST_CPU[0]
@@ -213,7 +213,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
     )
     result.note(
         "Both engines read every candle from disk and simulate every candle; cdb's decision "
-        "loop figure counts candles over the time spent deciding (reading and the numpy "
+        "loop figure counts candles over the CPU time spent deciding (reading and the numpy "
         "pass that computes the feed's MarketData values are excluded)."
     )
     result.data = data
