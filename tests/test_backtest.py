@@ -255,3 +255,23 @@ def test_a_big_csv_grouped_by_symbol_gives_the_time_sorted_result(tmp_path):
     config = Config.load({**ENV, "SIGNAL_THRESHOLD_PCT": "2"})
     a, b = (Backtest([p], config).run() for p in (data, grouped))
     assert a.fills == b.fills and a.candles == b.candles and a.fills
+
+
+def test_without_the_backtest_extra_the_install_is_named(tmp_path):
+    """The services' image has no pyarrow: ``cdb backtest`` says what to install, exit 2."""
+    fake = tmp_path / "shadow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n"
+    )
+    data = hand_file(tmp_path / "candles.csv")
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path / 'shadow'}:{REPO / 'services'}:{REPO / 'operator'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cdb", "backtest", str(data), "--no-progress"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'claire-de-binare[backtest]'" in done.stderr

@@ -38,6 +38,16 @@ def _when(text: str, option: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the command; a missing module of the ``backtest`` extra is named (exit 2)."""
+    from cdb.backtest import missing_extra
+
+    try:
+        return _main(args)
+    except ModuleNotFoundError as exc:
+        return missing_extra("report", exc)
+
+
+def _main(args: argparse.Namespace) -> int:
     import psycopg2
 
     from cdb.audit import compliance, trail

@@ -120,6 +120,16 @@ def sweep(args: argparse.Namespace, base: dict[str, str]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the command; a missing module of the ``backtest`` extra is named (exit 2)."""
+    from cdb.backtest import missing_extra
+
+    try:
+        return _main(args)
+    except ModuleNotFoundError as exc:
+        return missing_extra("backtest", exc)
+
+
+def _main(args: argparse.Namespace) -> int:
     from cdb.backtest import render
     from cdb.backtest.sources import CandleFileError
     from cdb.settings import SettingsError
