@@ -38,3 +38,19 @@ def test_exchange_info_stub_is_binance_shaped():
     (market,) = info["symbols"]
     assert market["symbol"] == "BTCUSDT" and market["baseAsset"] == "BTC"
     assert {f["filterType"] for f in market["filters"]} == {"PRICE_FILTER", "LOT_SIZE", "NOTIONAL"}
+
+
+def test_targets_of_issue_13() -> None:
+    from bench import targets
+
+    context = {
+        "freqtrade": {
+            "candles": 864_000,
+            "cdb": {"cpu": 2.88, "loop_s": 0.4},
+            "freqtrade": {"cpu": 22.6},
+        }
+    }
+    rows = {r[0]: r[-1] for r in targets.summarize(context).tables[0].rows}
+    assert rows["backtest whole process, candles per CPU-s"] == "met"
+    assert rows["backtest decision loop, candles per CPU-s"] == "met"
+    assert rows["backtest vs freqtrade, × per CPU-s"] == "missed by 22 %"
