@@ -110,3 +110,30 @@ def test_report_lists_violations_and_figures(pg_env, tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_an_empty_week_is_a_report_of_nothing(pg_env, tmp_path):
+    migrate(PostgresSettings(**pg_env))
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'services'}:{REPO / 'operator'}", **pg_env}
+    done = subprocess.run(
+        [sys.executable, "-m", "cdb", "report", "--out", "rep"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    f = report["figures"]
+    assert f["trades"] == 0 and f["fills"] == 0 and f["pnl_total"] == 0
+    assert f["start_equity"] == 10_000  # PAPER_START_BALANCE: execution wrote no balance yet
+    assert report["compliance"] == {"orders": 0, "traced": 0, "checks": [], "violations": []}
+    until = f["period"]["last_ts"]
+    assert until - f["period"]["first_ts"] == 7 * 86_400  # the last week by default
+
+
+def test_unreachable_database_exits_1(tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'services'}:{REPO / 'operator'}",
+           "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "1"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cdb", "report"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and "database unreachable" in done.stderr
