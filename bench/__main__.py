@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline-noaof": "bench.pipeline_noaof",
     "latency": "bench.latency",
     "replay": "bench.replay",
+    "freqtrade": "bench.freqtrade_compare",
     "operator": "bench.operator_bench",
 }
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-aof", action="store_true", help="Redis without AOF (to show what AOF costs)"
     )
     run.add_argument("--profile", action="store_true", help="signal/pipeline: py-spy profiles")
+    run.add_argument("--ft-days", type=int, default=30, help="freqtrade: days of 1m candles")
+    run.add_argument("--ft-symbols", type=int, default=20, help="freqtrade: symbols")
+    run.add_argument("--ft-venv", default=None, help="freqtrade: its virtualenv (made if missing)")
     run.add_argument("--flips", type=int, default=20, help="operator: breaker flips on a cluster")
     run.add_argument("--bots", type=int, default=100, help="operator: TradingBots at scale")
     sub.add_parser("machine", help="print the machine description")

@@ -66,6 +66,20 @@ def summarize(context: dict) -> Result:
             r["rate"],
             _gap(r["rate"], 500_000),
         )
+    if "freqtrade" in context:  # issue 13
+        f = context["freqtrade"]
+        n, ours = f["candles"], f["cdb"]
+        per_cpu = n / ours["cpu"] if ours["cpu"] else 0.0
+        t.add("backtest whole process, candles per CPU-s", ">= 300,000", per_cpu,
+              _gap(per_cpu, 300_000))  # fmt: skip
+        if ours["loop_s"]:
+            loop = n / ours["loop_s"]
+            t.add("backtest decision loop, candles per CPU-s", ">= 1,000,000", loop,
+                  _gap(loop, 1_000_000))  # fmt: skip
+        ft = f.get("freqtrade")
+        if ft and ft.get("cpu"):
+            ratio = ft["cpu"] / ours["cpu"]
+            t.add("backtest vs freqtrade, × per CPU-s", ">= 10", ratio, _gap(ratio, 10))
     if "operator" in context:
         c = context["operator"]["cluster"]
         if isinstance(c, str):

@@ -225,3 +225,53 @@ def test_metrics_by_hand():
     rets = np.array([0.1, -0.1, 0.1])
     assert sharpe == pytest.approx(rets.mean() / rets.std(ddof=1) * np.sqrt(365))
     assert sortino == pytest.approx(rets.mean() / np.sqrt((0.1**2) / 3) * np.sqrt(365))
+
+
+def test_deterministic_whatever_the_chunk_size(tmp_path):
+    """Two runs, chunks of 3 rows (smaller than the lookback tail) and of 4,320: one result."""
+    from dataclasses import asdict
+
+    from test_backtest_equivalence import rough_market
+
+    data = rough_market(tmp_path / "m.csv", seed=7, minutes=1440, n_symbols=3)
+    config = Config.load({**ENV, "SIGNAL_THRESHOLD_PCT": "2", "MAX_DAILY_DRAWDOWN_PCT": "3"})
+    runs = [asdict(Backtest([data], config, keep_log=True, chunk_rows=n).run()) for n in (3, 4_320)]
+    for r in runs:
+        r.pop("seconds")
+        r.pop("loop_seconds")
+    assert runs[0] == runs[1]
+    assert runs[0]["fills"]
+
+
+def test_a_big_csv_grouped_by_symbol_gives_the_time_sorted_result(tmp_path):
+    """Larger than one read batch and not in time order: read whole, sorted, same run."""
+    from test_backtest_equivalence import rough_market
+
+    data = rough_market(tmp_path / "sorted.csv", seed=5, minutes=16_000, n_symbols=4)
+    header, *rows = data.read_text().splitlines()
+    grouped = tmp_path / "grouped.csv"
+    grouped.write_text("\n".join([header, *sorted(rows, key=lambda r: r.split(",")[1])]) + "\n")
+    assert grouped.stat().st_size > 4 << 20  # more than one batch
+    config = Config.load({**ENV, "SIGNAL_THRESHOLD_PCT": "2"})
+    a, b = (Backtest([p], config).run() for p in (data, grouped))
+    assert a.fills == b.fills and a.candles == b.candles and a.fills
+
+
+def test_without_the_backtest_extra_the_install_is_named(tmp_path):
+    """The services' image has no pyarrow: ``cdb backtest`` says what to install, exit 2."""
+    fake = tmp_path / "shadow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n"
+    )
+    data = hand_file(tmp_path / "candles.csv")
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path / 'shadow'}:{REPO / 'services'}:{REPO / 'operator'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cdb", "backtest", str(data), "--no-progress"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'claire-de-binare[backtest]'" in done.stderr

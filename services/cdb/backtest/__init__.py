@@ -5,3 +5,22 @@
 risk manager's own handlers with a simulated clock and exchange, ``run`` drives the
 loop, ``metrics`` / ``render`` make the report, ``cli`` is ``cdb backtest``.
 """
+
+#: What the ``backtest`` extra installs (``pip install 'claire-de-binare[backtest]'``).
+EXTRA_MODULES = frozenset({"numpy", "pyarrow", "matplotlib"})
+
+
+def missing_extra(command: str, exc: ModuleNotFoundError) -> int:
+    """Say which install ``command`` needs when a module of the extra is absent; exit code 2.
+
+    Re-raises anything else: a missing module outside the extra is a bug, not a setup step.
+    """
+    import sys
+
+    if (exc.name or "").split(".")[0] not in EXTRA_MODULES:
+        raise exc
+    print(
+        f"cdb {command}: needs {exc.name}: pip install 'claire-de-binare[backtest]'",
+        file=sys.stderr,
+    )
+    return 2

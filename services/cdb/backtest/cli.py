@@ -21,9 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cdb.backtest.config import Config, parse_assignments, spec_env
-from cdb.backtest.sources import CandleFileError
-from cdb.settings import SettingsError
+# the rest is imported when the command runs: ``cdb run NAME`` builds this parser too
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, str]:
+    from cdb.backtest.config import parse_assignments, spec_env
+
     env: dict[str, str] = {}
     if args.spec:
         env.update(spec_env(args.spec))
@@ -56,10 +56,11 @@ def run_once(
     """One backtest → its ``RunResult`` as a plain dict (also the sweep's worker)."""
     from dataclasses import asdict
 
+    from cdb.backtest.config import Config
     from cdb.backtest.run import Backtest
 
     config = Config.load(env)
-    bt = Backtest(files, config, exact=exact)
+    bt = Backtest(files, config, exact=exact, keep_log=True)
     if progress:
         from tqdm import tqdm
 
@@ -82,6 +83,8 @@ def _sweep_worker(job: tuple[list[Path], dict[str, str]]) -> dict[str, Any]:
 def sweep(args: argparse.Namespace, base: dict[str, str]) -> int:
     """Every combination of the ``--sweep`` values, one process per core."""
     import multiprocessing
+
+    from cdb.backtest.config import Config, parse_assignments
 
     axes: list[tuple[str, list[str]]] = []
     for item in args.sweep:
@@ -117,7 +120,19 @@ def sweep(args: argparse.Namespace, base: dict[str, str]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the command; a missing module of the ``backtest`` extra is named (exit 2)."""
+    from cdb.backtest import missing_extra
+
+    try:
+        return _main(args)
+    except ModuleNotFoundError as exc:
+        return missing_extra("backtest", exc)
+
+
+def _main(args: argparse.Namespace) -> int:
     from cdb.backtest import render
+    from cdb.backtest.sources import CandleFileError
+    from cdb.settings import SettingsError
 
     try:
         if args.compare:

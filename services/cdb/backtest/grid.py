@@ -8,8 +8,8 @@ open of the first candle in the window), ``valid`` (an event exists: the symbol'
 reaches back to the window's start), plus ``move``, the risk manager's abnormal-move
 figure (``cdb.risk.market.MoveWindow``: range of event prices over the buckets in its
 window). A tail of earlier rows is carried between chunks, so a year of 20 symbols is
-processed in bounded memory. Files must each be sorted by time (ours and freqtrade's
-are); a small unsorted file (one read batch) is sorted in memory.
+processed in bounded memory (``sources.read_batches`` hands out each file's candles in
+time order).
 """
 
 from __future__ import annotations

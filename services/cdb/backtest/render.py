@@ -32,8 +32,13 @@ def report_dict(result: dict[str, Any], title: str) -> dict[str, Any]:
         "files": result.get("files", []),
         "figures": summarize(result),
         "seconds": result.get("seconds"),
+        "loop_seconds": result.get("loop_seconds"),
         "curve": [list(p) for p in result["curve"]],
         "fills": result["fills"],
+        "decisions_log": [
+            {"ts": ts, "decision": d, "rule": r, "symbol": s, "client_id": c}
+            for ts, d, r, s, c in result.get("log", [])
+        ],
         "open_positions": result.get("open_positions", {}),
     }
 
@@ -91,6 +96,18 @@ def text(report: dict[str, Any]) -> str:
             f"pause {p['symbol']} {when(p['start'])} → {when(p['end'])} "
             f"(move {_num(p.get('move_pct'), 1)} %)"
         )
+    comp = report.get("compliance")
+    if comp is not None:
+        lines += [
+            "",
+            f"rule compliance: {comp['orders']} orders, {comp['traced']} traced to their "
+            f"decision, {len(comp['violations'])} violation(s)",
+        ]
+        for v in comp["violations"][:50]:
+            lines.append(
+                f"  VIOLATION {when(v['ts'])} {v['side']} {v['symbol']} {v['client_id']}: "
+                f"{', '.join(v['failed'])}"
+            )
     more = len(f["abnormal_market_pauses"]) - 20
     if more > 0:
         lines.append(f"... and {more} more pauses (JSON report)")
@@ -99,16 +116,14 @@ def text(report: dict[str, Any]) -> str:
 
 def plot_png(report: dict[str, Any]) -> bytes:
     """Equity, drawdown and exposure over time as one PNG (matplotlib, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, faster to import
 
     curve = report["curve"]
     times = [dt.datetime.fromtimestamp(p[0], dt.UTC) for p in curve]
-    fig, (ax1, ax2, ax3) = plt.subplots(
-        3, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1]}
-    )
+    fig = Figure(figsize=(10, 7))
+    FigureCanvasAgg(fig)
+    ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1]})
     ax1.plot(times, [p[1] for p in curve], color="#1f5fa8", lw=1.2)
     ax1.set_ylabel("equity")
     ax1.set_title(report["title"])
@@ -124,7 +139,6 @@ def plot_png(report: dict[str, Any]) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -161,9 +175,27 @@ border-bottom:1px solid #ddd}}</style></head><body>
 <th>fees</th></tr>{sym}</table>
 <h2>Decisions</h2><p>{esc(", ".join(f"{k} {v}" for k, v in f["decisions"].items()))}</p>
 <h2>Breaker trips and abnormal-market pauses</h2><ul>{events or "<li>none</li>"}</ul>
+{_compliance_html(report)}
 <h2>Settings</h2><table>{settings}</table>
 </body></html>
 """
+
+
+def _compliance_html(report: dict[str, Any]) -> str:
+    comp = report.get("compliance")
+    if comp is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{when(c['ts'])}</td><td>{html.escape(c['side'])} {html.escape(c['symbol'])}</td>"
+        f"<td>{html.escape(str(c['decision']))}/{html.escape(str(c['rule']))}</td><td>"
+        + ", ".join(f"{html.escape(k)} {'ok' if ok else 'FAILED'}" for k, ok in c["checks"].items())
+        + "</td></tr>"
+        for c in comp["checks"]
+    )
+    return (
+        f"<h2>Rule compliance</h2><p>{comp['orders']} orders, {comp['traced']} traced, "
+        f"{len(comp['violations'])} violation(s)</p><table id='compliance'>{rows}</table>"
+    )
 
 
 def write_all(report: dict[str, Any], out_dir: Path, stem: str = "report") -> dict[str, Path]:

@@ -71,6 +71,16 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the command; a missing module of the ``backtest`` extra is named (exit 2)."""
+    from cdb.backtest import missing_extra
+
+    try:
+        return _main(args)
+    except ModuleNotFoundError as exc:
+        return missing_extra("download-data", exc)
+
+
+def _main(args: argparse.Namespace) -> int:
     from cdb.backtest.sources import CandleFileError
     from cdb.events import SYMBOL_PATTERN
 
