@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 import websockets
 from ccxt.protobuf.mexc import PushDataV3ApiWrapper_pb2
-from test_feed_market import CONTRACT_DETAIL, EXCHANGE_INFO
+from test_feed_market import CONTRACT_DETAIL, EXCHANGE_INFO, _market
 from websockets.asyncio.server import serve
 
 MIN = 60_000
@@ -72,7 +72,15 @@ class Book:
 class LocalMexc:
     """The REST and websocket servers over one :class:`Book`, each on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, listed: list[str] = ()) -> None:
+        """``listed``: more USDT markets (base assets, e.g. ``"S01"``) than the recorded ones."""
+        self.exchange_info = {
+            **EXCHANGE_INFO,
+            "symbols": [
+                *EXCHANGE_INFO["symbols"],
+                *(_market(f"{b}USDT", b, "USDT") for b in listed),
+            ],
+        }
         self.book = Book()
         self.rest_calls: list[tuple[str, dict]] = []
         self.subscribe_requests: list[list[str]] = []
@@ -200,7 +208,7 @@ class LocalMexc:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 mexc.rest_calls.append((url.path, query))
                 if url.path == "/api/v3/exchangeInfo":
-                    body, status = EXCHANGE_INFO, 200
+                    body, status = mexc.exchange_info, 200
                 elif url.path == "/api/v1/contract/detail":
                     body, status = CONTRACT_DETAIL, 200
                 elif url.path == "/api/v3/klines":

@@ -29,6 +29,7 @@ from bench import (  # noqa: E402
     replay,
     report,
     signal_drain,
+    stream_latency,
     targets,
 )
 from bench.env import Servers  # noqa: E402
@@ -189,3 +190,11 @@ def test_targets_say_met_or_by_how_much() -> None:
 def test_feed_benchmark_runs_the_real_feed() -> None:
     result = feed_rate.run(quick=True, context=quick_context())
     assert result.data["events"] > 0 and result.data["rate"] > 0
+
+
+def test_stream_benchmark_runs_the_stream_feed_against_the_local_websocket() -> None:
+    result = stream_latency.run(quick=True, context=quick_context())
+    feed, baseline = result.data["feed"], result.data["baseline"]
+    assert feed["events"] > 0 and baseline["events"] > 0  # both clients saw candles close
+    assert feed["p99"] >= feed["p50"] > 0 and feed["cpu_per_1000"] > 0
+    assert "p99 ≤ 5 ms" in report.render_text(result)
