@@ -215,3 +215,55 @@ def test_a_held_symbol_without_data_raises_a_critical_alert_once():
             assert stream.status()["held_without_data"] == ["DEAD_USDT"]
         finally:
             stream.close()
+
+
+def test_31_symbols_take_two_connections_within_mexcs_30_and_a_change_renews_one():
+    bases = [f"S{i:02d}" for i in range(31)]
+    with LocalMexc(listed=bases) as mexc:
+        worker = StreamWorker("mexc", ws_url=mexc.ws_url)  # the default: 30 per connection
+        rest = MarketClient("mexc", base_url=mexc.rest_url, attempts=1)
+        try:
+            markets = rest.load_markets()
+            worker.set_symbols([f"{b}_USDT" for b in bases], markets)
+            mexc.wait_subscribed([f"{b}USDT" for b in bases])
+            assert sorted(len(c) for c in mexc.connections()) == [1, 30]
+            assert mexc.connections_opened == 2
+            # S30 leaves, S00 stays: only the connection that had S30 changes (it closes)
+            worker.set_symbols([f"{b}_USDT" for b in bases[:30]], markets)
+            deadline = time.monotonic() + 10
+            while len(mexc.connections()) != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [len(c) for c in mexc.connections()] == [30]
+            assert mexc.connections_opened == 2  # the 30 kept their connection
+        finally:
+            worker.stop()
+            rest.close()
+
+
+def test_a_connection_is_renewed_and_its_forming_candle_comes_from_rest():
+    clock = Clock(0)
+    with LocalMexc() as mexc:
+        for i in range(20):
+            mexc.book.put("BTCUSDT", candle(i))
+        stream, poller = sources(mexc, clock, ["BTC_USDT"])
+        poller.close()
+        stream.worker.renew_s = 1.0  # MEXC: 24 h; here a second
+        try:
+            clock.at_minute(20)
+            poll_until(stream, clock, 1)
+            mexc.wait_subscribed(["BTCUSDT"])
+            mexc.push("BTCUSDT", candle(20, part=0.5))  # forming when the renewal comes
+            deadline = time.monotonic() + 10
+            while mexc.connections_opened < 2:
+                assert time.monotonic() < deadline, "not renewed"
+                time.sleep(0.05)
+            mexc.wait_subscribed(["BTCUSDT"])
+            stream.worker.renew_s = 3600.0  # no second renewal during the rest
+            mexc.book.put("BTCUSDT", candle(20))  # its final form: only REST has it
+            clock.at_minute(21)
+            mexc.push("BTCUSDT", candle(21, part=0.1))
+            (event,) = md(poll_until(stream, clock, 1))
+            assert event[2] == candle(20)[4]  # the complete candle's close, not the partial
+            assert stream.status()["reconnects"] == 0  # a renewal is no failure
+        finally:
+            stream.close()
