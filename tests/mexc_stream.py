@@ -82,6 +82,7 @@ class LocalMexc:
             ],
         }
         self.book = Book()
+        self.tickers: list[dict] = []  # /api/v3/ticker/24hr (test_feed_market.ticker rows)
         self.rest_calls: list[tuple[str, dict]] = []
         self.subscribe_requests: list[list[str]] = []
         self.connections_opened = 0
@@ -211,6 +212,8 @@ class LocalMexc:
                     body, status = mexc.exchange_info, 200
                 elif url.path == "/api/v1/contract/detail":
                     body, status = CONTRACT_DETAIL, 200
+                elif url.path == "/api/v3/ticker/24hr":
+                    body, status = mexc.tickers, 200
                 elif url.path == "/api/v3/klines":
                     limit = int(query.get("limit", "500"))
                     body, status = mexc.book.klines(query.get("symbol", ""), limit), 200

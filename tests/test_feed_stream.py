@@ -267,3 +267,49 @@ def test_a_connection_is_renewed_and_its_forming_candle_comes_from_rest():
             assert stream.status()["reconnects"] == 0  # a renewal is no failure
         finally:
             stream.close()
+
+
+def test_top_movers_are_streamed_and_a_held_symbol_stays_when_it_leaves_them():
+    from test_feed_market import ticker
+
+    clock = Clock(0)
+    with LocalMexc() as mexc:
+        for sid in ("BTCUSDT", "ETHUSDT", "PEPEUSDT"):
+            for i in range(20):
+                mexc.book.put(sid, candle(i))
+        mexc.tickers = [
+            ticker("BTCUSDT", "0.02", "9000000"),
+            ticker("ETHUSDT", "0.09", "9000000"),
+            ticker("PEPEUSDT", "0.01", "9000000"),
+        ]
+        rest = MarketClient("mexc", base_url=mexc.rest_url, attempts=1)
+        worker = StreamWorker("mexc", ws_url=mexc.ws_url)
+        stream = StreamSource(
+            rest,
+            worker,
+            symbols=["BTC_USDT"],
+            top_movers=1,
+            movers_refresh_s=60.0,
+            close_delay_s=0.0,
+            wait_s=0.1,
+            clock=clock,
+        )
+        stream.held = lambda: ["BTC_USDT"]  # held, though not a mover
+        try:
+            clock.at_minute(20)
+            events = poll_until(stream, clock, 2)
+            assert stream.symbols == ["ETH_USDT"]
+            assert {e[0] for e in md(events)} == {"ETH_USDT", "BTC_USDT"}
+            mexc.wait_subscribed(["ETHUSDT", "BTCUSDT"])
+            # the movers change: PEPE replaces ETH; BTC (held) keeps streaming
+            mexc.tickers[2] = ticker("PEPEUSDT", "0.5", "9000000")
+            clock.t += 61
+            poll_until(stream, clock, 1)
+            assert stream.symbols == ["PEPE_USDT"]
+            mexc.wait_subscribed(["PEPEUSDT", "BTCUSDT"])
+            deadline = time.monotonic() + 10
+            while mexc.subscribers("ETHUSDT") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not mexc.subscribers("ETHUSDT")
+        finally:
+            stream.close()
