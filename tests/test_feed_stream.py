@@ -313,3 +313,27 @@ def test_top_movers_are_streamed_and_a_held_symbol_stays_when_it_leaves_them():
             assert not mexc.subscribers("ETHUSDT")
         finally:
             stream.close()
+
+
+def test_a_quiet_symbol_is_asked_over_rest_once_per_poll_period_not_every_poll():
+    clock = Clock(0)
+    with LocalMexc() as mexc:
+        for i in range(20):
+            mexc.book.put("BTCUSDT", candle(i))
+        stream, poller = sources(mexc, clock, ["BTC_USDT"])
+        poller.close()
+        stream.poll_s = 5.0
+        try:
+            clock.at_minute(20)
+            poll_until(stream, clock, 1)
+            calls = klines_calls(mexc)
+            clock.at_minute(25)  # no frame, no new candle: the stream is silent
+            for _ in range(10):
+                stream.poll(clock())
+                clock.t += 0.1
+            assert klines_calls(mexc) == calls + 1
+            clock.t += 5
+            stream.poll(clock())
+            assert klines_calls(mexc) == calls + 2
+        finally:
+            stream.close()

@@ -71,6 +71,7 @@ class StreamSource(LiveSource):
         self.backfills = 0
         self.gaps = 0
         self.blind: set[str] = set()  # held symbols already alerted on
+        self.fetched_at: dict[str, float] = {}  # the last REST repair per symbol
 
     # -- the poll ---------------------------------------------------------------------------------
 
@@ -97,6 +98,9 @@ class StreamSource(LiveSource):
         for symbol in wanted:  # the repairs: warm-up, silent stream, connection down
             if symbol in self.rejected or not self._due(symbol, now_ms):
                 continue
+            if now - self.fetched_at.get(symbol, -1e18) < self.poll_s:
+                continue  # a quiet market has no new candle: ask REST once per FEED_POLL_S
+            self.fetched_at[symbol] = now
             rows = self._fetch(symbol, now, events)
             if rows is None:
                 break
