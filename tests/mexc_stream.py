@@ -82,6 +82,7 @@ class LocalMexc:
             ],
         }
         self.book = Book()
+        self.rest_down = False  # True: REST answers 503 (MEXC's "service unavailable")
         self.tickers: list[dict] = []  # /api/v3/ticker/24hr (test_feed_market.ticker rows)
         self.rest_calls: list[tuple[str, dict]] = []
         self.subscribe_requests: list[list[str]] = []
@@ -208,7 +209,9 @@ class LocalMexc:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 mexc.rest_calls.append((url.path, query))
-                if url.path == "/api/v3/exchangeInfo":
+                if mexc.rest_down:
+                    body, status = {"code": 503, "msg": "Service Unavailable"}, 503
+                elif url.path == "/api/v3/exchangeInfo":
                     body, status = mexc.exchange_info, 200
                 elif url.path == "/api/v1/contract/detail":
                     body, status = CONTRACT_DETAIL, 200

@@ -337,3 +337,33 @@ def test_a_quiet_symbol_is_asked_over_rest_once_per_poll_period_not_every_poll()
             assert klines_calls(mexc) == calls + 2
         finally:
             stream.close()
+
+
+def test_no_event_is_built_on_a_hole_while_rest_cannot_fill_it():
+    clock = Clock(0)
+    with LocalMexc() as mexc:
+        for i in range(20):
+            mexc.book.put("BTCUSDT", candle(i))
+        stream, poller = sources(mexc, clock, ["BTC_USDT"])
+        poller.close()
+        try:
+            clock.at_minute(20)
+            poll_until(stream, clock, 1)
+            mexc.wait_subscribed(["BTCUSDT"])
+            mexc.push("BTCUSDT", candle(20))
+            mexc.book.put("BTCUSDT", candle(21))  # lost: never pushed
+            mexc.rest_down = True
+            clock.at_minute(22)
+            mexc.push("BTCUSDT", candle(22, part=0.1))  # closes 20, skipping 21: a hole
+            deadline = time.monotonic() + 2
+            events = []
+            while time.monotonic() < deadline:
+                events += stream.poll(clock()).events
+            assert md(events) == []  # neither 20 alone nor a window missing 21
+            mexc.rest_down = False
+            stream.fetched_at.clear()
+            clock.t += stream.poll_s
+            (event,) = md(poll_until(stream, clock, 1))  # the repair: 20 and 21 from REST
+            assert event[1] == (T0 + 22 * MIN) // 1000 and event[2] == candle(21)[4]
+        finally:
+            stream.close()
