@@ -107,6 +107,10 @@ def test_synthetic_runs_until_stopped_with_the_generators_numbers(
             "at (ws://host:port/ws), or set FEED_SOURCE=live",
         ),
         (
+            {"FEED_SOURCE": "stream", "EXCHANGE_ID": "bit2c"},  # ccxt, REST only
+            "EXCHANGE_ID 'bit2c' has no websocket API in ccxt.pro: set FEED_SOURCE=live",
+        ),
+        (
             {"FEED_SOURCE": "stream", "FEED_STREAM_PER_CONNECTION": "31"},
             "FEED_STREAM_PER_CONNECTION must be <= 30, got 31",
         ),

@@ -88,9 +88,16 @@ def build_source(settings: FeedSettings) -> Source:
 def stream_source(settings: FeedSettings, client: Any, live: dict[str, Any]) -> Source:
     """The stream source over ``client`` (REST) and a websocket worker; ``live``: its
     :class:`~cdb.feed.live.LiveSource` arguments."""
+    import ccxt.pro
+
     from cdb.feed.stream import StreamSource
     from cdb.feed.stream_ws import StreamWorker
 
+    if not hasattr(ccxt.pro, settings.EXCHANGE_ID):
+        raise SettingsError(
+            f"EXCHANGE_ID {settings.EXCHANGE_ID!r} has no websocket API in ccxt.pro: "
+            "set FEED_SOURCE=live"
+        )
     if settings.EXCHANGE_BASE_URL and not settings.FEED_STREAM_URL:
         raise SettingsError(
             "FEED_STREAM_URL must name the websocket of the exchange EXCHANGE_BASE_URL points "

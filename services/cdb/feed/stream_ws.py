@@ -176,7 +176,15 @@ class StreamWorker:
         self._next_index += 1
         assert self._loop is not None
         shard.task = self._loop.create_task(self._run_shard(shard))
+        shard.task.add_done_callback(self._ended)
         return shard
+
+    @staticmethod
+    def _ended(task: asyncio.Task) -> None:
+        """A shard's loop must only end when told to: anything else is a bug, said loudly
+        (its symbols then fall back to REST once the grace has passed)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stream connection loop failed", exc_info=task.exception())
 
     async def _stop_all(self) -> None:
         for shard in self.shards:
