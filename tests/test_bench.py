@@ -176,8 +176,10 @@ def test_targets_say_met_or_by_how_much() -> None:
         "pipeline": {"md_rate": 15_000.0, "problems": []},
         "latency": {"market_data → order_result": [1.0, 2.0, 30.0]},
         "operator": {"cluster": "skipped: KUBECONFIG is not set"},
+        "stream": {"feed": {"p99": 4.0}},
     }
     rows = {r[0]: r[-1] for r in targets.summarize(context).tables[0].rows}
+    assert rows["stream feed: frame → market_data p99, ms"] == "met"
     assert rows["signal engine alone, entries/s (wall)"] == "missed by 50 %"
     assert rows["signal engine alone, entries per CPU-second"] == "met"
     assert rows["full pipeline, market_data/s sustained"] == "missed by 25 %"
