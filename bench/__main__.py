@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "bench.pipeline",
     "pipeline-noaof": "bench.pipeline_noaof",
     "latency": "bench.latency",
+    "stream": "bench.stream_latency",
     "replay": "bench.replay",
     "freqtrade": "bench.freqtrade_compare",
     "operator": "bench.operator_bench",
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--symbols", type=int, default=200, help="feed/pipeline/latency: symbols")
     run.add_argument("--latency-duration", type=float, default=30.0, help="latency: seconds")
     run.add_argument("--rate", type=float, default=1000.0, help="latency: events per second")
+    run.add_argument("--stream-rate", type=float, default=1000.0, help="stream: frames per second")
+    run.add_argument("--stream-duration", type=float, default=10.0, help="stream: seconds")
     run.add_argument("--replay-days", type=int, default=365, help="replay: days of 1m candles")
     run.add_argument("--replay-symbols", type=int, default=20, help="replay: symbols")
     run.add_argument(

@@ -52,6 +52,14 @@ def summarize(context: dict) -> Result:
             p["md_rate"],
             _gap(p["md_rate"], 20_000),
         )
+    if "stream" in context:  # issue 16
+        feed = context["stream"]["feed"]
+        t.add(
+            "stream feed: frame → market_data p99, ms",
+            "<= 5",
+            feed["p99"],
+            _gap(feed["p99"], 5, False),
+        )
     if "latency" in context:
         e2e = context["latency"].get("market_data → order_result") or []
         if e2e:

@@ -29,6 +29,7 @@ from bench import (  # noqa: E402
     replay,
     report,
     signal_drain,
+    stream_latency,
     targets,
 )
 from bench.env import Servers  # noqa: E402
@@ -176,8 +177,10 @@ def test_targets_say_met_or_by_how_much() -> None:
         "pipeline": {"md_rate": 15_000.0, "problems": []},
         "latency": {"market_data → order_result": [1.0, 2.0, 30.0]},
         "operator": {"cluster": "skipped: KUBECONFIG is not set"},
+        "stream": {"feed": {"p99": 4.0}},
     }
     rows = {r[0]: r[-1] for r in targets.summarize(context).tables[0].rows}
+    assert rows["stream feed: frame → market_data p99, ms"] == "met"
     assert rows["signal engine alone, entries/s (wall)"] == "missed by 50 %"
     assert rows["signal engine alone, entries per CPU-second"] == "met"
     assert rows["full pipeline, market_data/s sustained"] == "missed by 25 %"
@@ -190,3 +193,11 @@ def test_targets_say_met_or_by_how_much() -> None:
 def test_feed_benchmark_runs_the_real_feed() -> None:
     result = feed_rate.run(quick=True, context=quick_context())
     assert result.data["events"] > 0 and result.data["rate"] > 0
+
+
+def test_stream_benchmark_runs_the_stream_feed_against_the_local_websocket() -> None:
+    result = stream_latency.run(quick=True, context=quick_context())
+    feed, baseline = result.data["feed"], result.data["baseline"]
+    assert feed["events"] > 0 and baseline["events"] > 0  # both clients saw candles close
+    assert feed["p99"] >= feed["p50"] > 0 and feed["cpu_per_1000"] > 0
+    assert "p99 ≤ 5 ms" in report.render_text(result)

@@ -101,6 +101,19 @@ def test_synthetic_runs_until_stopped_with_the_generators_numbers(
             "EXCHANGE_ID ccxt has no exchange 'nosuchexchange'",
         ),
         ({"FEED_SYNTHETIC_PERIOD_S": "-1"}, "FEED_SYNTHETIC_PERIOD_S must be >= 0, got -1"),
+        (  # REST at a mirror, the websocket at the real exchange: never silently
+            {"FEED_SOURCE": "stream", "EXCHANGE_BASE_URL": "http://127.0.0.1:9"},
+            "FEED_STREAM_URL must name the websocket of the exchange EXCHANGE_BASE_URL points "
+            "at (ws://host:port/ws), or set FEED_SOURCE=live",
+        ),
+        (
+            {"FEED_SOURCE": "stream", "EXCHANGE_ID": "bit2c"},  # ccxt, REST only
+            "EXCHANGE_ID 'bit2c' has no websocket API in ccxt.pro: set FEED_SOURCE=live",
+        ),
+        (
+            {"FEED_SOURCE": "stream", "FEED_STREAM_PER_CONNECTION": "31"},
+            "FEED_STREAM_PER_CONNECTION must be <= 30, got 31",
+        ),
     ],
 )
 def test_bad_feed_settings_are_one_line(clean_env, monkeypatch, env, message):
@@ -124,7 +137,8 @@ def test_a_bad_setting_stops_the_process_with_exit_2_and_one_line(redis_env, tmp
     proc.start(wait_healthy=False)
     assert proc.proc.wait(timeout=30) == 2
     assert [x for x in proc.log().splitlines() if x.strip()] == [
-        "configuration error: FEED_SOURCE must be one of 'synthetic', 'replay' or 'live', got paper"
+        "configuration error: FEED_SOURCE must be one of 'synthetic', 'replay', 'live' or "
+        "'stream', got paper"
     ]
 
 
@@ -158,3 +172,58 @@ def test_replay_loses_nothing_across_a_redis_outage(own_redis, tmp_path):
     deduped = list(dict.fromkeys(got))
     assert deduped == expected
     assert "transient failure" in proc.log()
+
+
+def test_stream_service_publishes_held_symbols_and_shows_data_age_and_reconnects(
+    redis_env, redis_client, tmp_path
+):
+    """``cdb run feed`` with FEED_SOURCE=stream against the local MEXC (REST + websocket):
+    the held symbol (the risk manager's ``HELD_KEY``) is streamed besides SYMBOLS, /status
+    and /metrics show each symbol's data age and the connection's reconnects."""
+    import json
+    import urllib.request
+
+    from mexc_stream import MIN, LocalMexc
+
+    from cdb.bus import HELD_KEY
+
+    now_ms = int(time.time() * 1000) // MIN * MIN
+    with LocalMexc() as mexc:
+        for sid in ("BTCUSDT", "ETHUSDT"):
+            for i in range(20, 0, -1):
+                mexc.book.put(sid, [now_ms - i * MIN, 100.0, 101.0, 99.0, 100.5, 1000.0])
+        redis_client.set(HELD_KEY, json.dumps(["ETH_USDT"]))
+        env = {
+            **redis_env,
+            "FEED_SOURCE": "stream",
+            "SYMBOLS": "BTC_USDT",
+            "EXCHANGE_BASE_URL": mexc.rest_url,
+            "FEED_STREAM_URL": mexc.ws_url,
+            "FEED_STREAM_PER_CONNECTION": "1",
+            "FEED_CLOSE_DELAY_S": "0",
+        }
+        proc = ServiceProcess("feed", env, tmp_path).start()
+        try:
+
+            def symbols() -> set[str]:
+                return {e.symbol for e in _stream(redis_client) if e.type == "market_data"}
+
+            wait_until(lambda: symbols() == {"BTC_USDT", "ETH_USDT"}, message="warm-up events")
+            mexc.wait_subscribed(["BTCUSDT", "ETHUSDT"])
+            assert len(mexc.connections()) == 2  # one subscription per connection here
+            mexc.push("ETHUSDT", [now_ms, 100.0, 101.0, 99.0, 100.7, 10.0])
+            wait_until(lambda: proc.status()["frames"] >= 1, message="a frame")
+            status = proc.status()
+            assert status["source"] == "stream" and status["held_symbols"] == ["ETH_USDT"]
+            assert set(status["data_age_s"]) == {"BTC_USDT", "ETH_USDT"}
+            assert status["data_age_s"]["ETH_USDT"] < 5
+            assert mexc.drop() == 2
+            wait_until(lambda: proc.status()["reconnects"] == 2, message="both reconnected")
+            mexc.wait_subscribed(["BTCUSDT", "ETHUSDT"])
+            with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/metrics") as answer:
+                metrics = answer.read().decode()
+            assert 'cdb_feed_data_age_seconds{symbol="ETH_USDT"}' in metrics
+            assert 'cdb_feed_stream_reconnects_total{connection="0"} 1.0' in metrics
+            assert proc.health()[0] == 200
+        finally:
+            assert proc.stop() == 0

@@ -120,7 +120,12 @@ def test_replay_trades_from_now_on_and_stays_up_at_its_end():
         == "2.5"
     )
     live = plan.child_env({}, "feed", 8000, {}, "live")
-    assert live["FEED_SOURCE"] == "live" and live["TRADING_MODE"] == "paper"
+    assert live["FEED_SOURCE"] == "stream" and live["TRADING_MODE"] == "paper"
+    polled = plan.child_env({"FEED_SOURCE": "live"}, "feed", 8000, {}, "live")
+    assert polled["FEED_SOURCE"] == "live"  # the REST fallback, asked for by name
+    assert plan.child_env({"FEED_SOURCE": "live"}, "feed", 1, {}, "replay")["FEED_SOURCE"] == (
+        "replay"
+    )
     assert "SIGNAL_COOLDOWN_S" not in live  # real time: the services' own defaults
 
 

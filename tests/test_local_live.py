@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import psycopg2
 import pytest
+from mexc_stream import LocalMexc
 from test_feed_market import CONTRACT_DETAIL, EXCHANGE_INFO
 from test_local import base_env, cdb, tempdir
 
@@ -83,6 +84,28 @@ def mexc() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture
+def mexc_stream() -> Iterator[LocalMexc]:
+    """MEXC's REST and websocket: the rising candles up to now in the book, and a thread
+    pushing the forming candle every second as trades would (the next minute's too)."""
+    with LocalMexc() as local:
+        for row in rising_klines(20, int(time.time() * 1000)):
+            local.book.put("BTCUSDT", [row[0], *(float(v) for v in row[1:6])])
+        stop = threading.Event()
+
+        def trade() -> None:
+            while not stop.wait(1.0):
+                now_ms = int(time.time() * 1000)
+                last = rising_klines(1, now_ms)[0]
+                local.push("BTCUSDT", [last[0], *(float(v) for v in last[1:6])])
+
+        pusher = threading.Thread(target=trade, daemon=True)
+        pusher.start()
+        yield local
+        stop.set()
+        pusher.join(5)
+
+
 def test_base_url_replaces_every_host_and_keeps_paths():
     api = {"spot": {"public": "https://api.mexc.com"}, "v2": "https://www.mexc.com/open/api/v2"}
     assert rebase_urls(api, "http://127.0.0.1:9/") == {
@@ -91,12 +114,15 @@ def test_base_url_replaces_every_host_and_keeps_paths():
     }
 
 
-def test_cdb_up_feed_live_paper_trades_on_the_exchanges_prices(mexc, redis_env, pg_env):
+def test_cdb_up_feed_live_streams_and_paper_trades_on_the_exchanges_prices(
+    mexc_stream, redis_env, pg_env
+):
     data = tempdir("cdb-live-") / "data"
     env = base_env(
         **redis_env,
         **pg_env,
-        MEXC_BASE=mexc,  # the design's name for EXCHANGE_BASE_URL
+        MEXC_BASE=mexc_stream.rest_url,  # the design's name for EXCHANGE_BASE_URL
+        FEED_STREAM_URL=mexc_stream.ws_url,
         SYMBOLS="BTC_USDT",
         FEED_POLL_S="1",
         FEED_CLOSE_DELAY_S="0",
@@ -124,9 +150,34 @@ def test_cdb_up_feed_live_paper_trades_on_the_exchanges_prices(mexc, redis_env, 
     assert "paper trading on live prices" in done.stdout
     assert "fills 1 |" in done.stdout  # one BUY: the cooldown holds the rest
     assert "BTC_USDT BUY" in done.stdout and "Momentum" in done.stdout
-    paths = {path for path, _ in MexcHandler.seen}
+    paths = {path for path, _ in mexc_stream.rest_calls}
     assert {"/api/v3/exchangeInfo", "/api/v3/klines"} <= paths
-    assert all(q.get("symbol") == "BTCUSDT" for p, q in MexcHandler.seen if p == "/api/v3/klines")
+    assert all(
+        q.get("symbol") == "BTCUSDT" for p, q in mexc_stream.rest_calls if p == "/api/v3/klines"
+    )
+    # the feed ran the stream source: it subscribed to BTCUSDT's klines on the websocket
+    assert ["spot@public.kline.v3.api.pb@BTCUSDT@Min1"] in mexc_stream.subscribe_requests
+    feed_log = (data / "logs" / "feed.log").read_text()
+    assert "source stream" in feed_log
+
+
+def test_cdb_up_feed_live_polls_rest_when_asked_to(mexc, redis_env, pg_env):
+    """``FEED_SOURCE=live`` keeps the REST poller (the fallback) under ``cdb up --feed live``."""
+    data = tempdir("cdb-live-") / "data"
+    env = base_env(
+        **redis_env,
+        **pg_env,
+        MEXC_BASE=mexc,
+        FEED_SOURCE="live",
+        SYMBOLS="BTC_USDT",
+        FEED_POLL_S="1",
+        FEED_CLOSE_DELAY_S="0",
+    )
+    args = ["up", "--feed", "live", "--data-dir", str(data), "--http-port-base", "0"]
+    done = cdb([*args, "--duration", "12", "--refresh", "5"], env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "BTC_USDT BUY" in done.stdout
+    assert "source live" in (data / "logs" / "feed.log").read_text()
 
 
 def test_cdb_up_feed_replay_trades_and_a_finished_replay_is_no_failure(redis_env, pg_env):

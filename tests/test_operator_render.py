@@ -380,6 +380,15 @@ def test_configmap_maps_every_spec_setting_to_the_services_names() -> None:
     }
 
 
+def test_live_data_streams_in_the_feed_deployment() -> None:
+    """``feedSource: live`` (the default) runs the stream source; the others as named."""
+    data = by_kind(render_children(make()), "ConfigMap")["demo-config"]["data"]
+    assert data["FEED_SOURCE"] == "stream"
+    from cdb.feed.settings import FeedSettings
+
+    assert FeedSettings(FEED_SOURCE=data["FEED_SOURCE"]).FEED_SOURCE == "stream"
+
+
 def test_configmap_names_are_ones_the_services_read() -> None:
     """Every variable we set is a field of some service's settings class (names stay in sync)."""
     import importlib

@@ -46,7 +46,8 @@ def settings_env(bot: Bot) -> dict[str, str]:
         "POSTGRES_DB": POSTGRES_DB,
         "EXCHANGE_ID": s.exchange.name,
         "TRADING_MODE": s.exchange.mode,
-        "FEED_SOURCE": s.feed_source,
+        # live data streams over the exchange's websockets (REST repairs the stream)
+        "FEED_SOURCE": "stream" if s.feed_source == "live" else s.feed_source,
         "SYMBOLS": ",".join(s.symbols),
         "TOP_MOVERS": str(s.top_movers),
         "QUOTE_ASSET": s.quote_asset,

@@ -182,34 +182,49 @@ class LiveSource:
         for symbol in self.symbols + self._held():
             if symbol in self.rejected or not self._due(symbol, now_ms):
                 continue
-            try:
-                rows = self.client.fetch_candles(symbol, self.interval, limit=self.size + 2)
-            except ExchangeUnavailable as exc:
-                events.extend(self.reach.failure(now, str(exc)))
+            rows = self._fetch(symbol, now, events)
+            if rows is None:
                 break  # the others would fail the same way; try again next poll
-            except ExchangeError as exc:  # unknown symbol, rejected request: not an outage
-                self.rejected.add(symbol)
-                log.error("dropping %s from the feed: %s", symbol, exc)
-                events.append(
-                    Alert(
-                        timestamp=int(now),
-                        level="WARNING",
-                        code="FEED_SYMBOL_REJECTED",
-                        message=f"{symbol} dropped from the feed: {exc}"[:500],
-                        context={"symbol": symbol},
-                        source="feed",
-                    )
-                )
-                continue
-            events.extend(self.reach.success(now))
             md = self._market_data(symbol, rows, now_ms)
             if md is not None:
                 events.append(md)
         return Poll(events, self.poll_s)
 
+    def _fetch(self, symbol: str, now: float, events: list[Event]) -> list:
+        """Recent candles of ``symbol`` over REST (``[]`` when it is rejected), adding the
+        reachability and rejection events to ``events``; ``None`` on an outage."""
+        try:
+            rows = self.client.fetch_candles(symbol, self.interval, limit=self.size + 2)
+        except ExchangeUnavailable as exc:
+            events.extend(self.reach.failure(now, str(exc)))
+            return None
+        except ExchangeError as exc:  # unknown symbol, rejected request: not an outage
+            events.append(self._reject(symbol, str(exc), now))
+            return []
+        events.extend(self.reach.success(now))
+        return rows
+
+    def _reject(self, symbol: str, reason: str, now: float) -> Event:
+        """Drop ``symbol`` for good (the exchange refuses it) and say so."""
+        self.rejected.add(symbol)
+        log.error("dropping %s from the feed: %s", symbol, reason)
+        return Alert(
+            timestamp=int(now),
+            level="WARNING",
+            code="FEED_SYMBOL_REJECTED",
+            message=f"{symbol} dropped from the feed: {reason}"[:500],
+            context={"symbol": symbol},
+            source="feed",
+        )
+
     def _market_data(self, symbol: str, rows: list, now_ms: int) -> Event | None:
         window = self.windows.setdefault(symbol, CandleWindow(self.size))
         window.extend(Candle(*row) for row in rows if row[0] + self.interval_ms <= now_ms)
+        return self._publish(symbol)
+
+    def _publish(self, symbol: str) -> Event | None:
+        """``market_data`` for the window of ``symbol`` if its last candle is new, else None."""
+        window = self.windows.setdefault(symbol, CandleWindow(self.size))
         last_open = window.last_open_ms
         if last_open is None or last_open == self.published_open_ms.get(symbol):
             return None

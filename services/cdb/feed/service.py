@@ -69,8 +69,7 @@ def build_source(settings: FeedSettings) -> Source:
         )
     except ValueError as exc:
         raise SettingsError(f"EXCHANGE_ID {exc}") from None
-    return LiveSource(
-        client,
+    live = dict(
         symbols=settings.symbol_list(),
         top_movers=settings.TOP_MOVERS,
         quote=settings.QUOTE_ASSET,
@@ -80,6 +79,44 @@ def build_source(settings: FeedSettings) -> Source:
         movers_refresh_s=settings.FEED_MOVERS_REFRESH_S,
         movers_min_quote_volume=settings.FEED_MOVERS_MIN_QUOTE_VOLUME,
         **common,
+    )
+    if settings.FEED_SOURCE == "live":
+        return LiveSource(client, **live)
+    return stream_source(settings, client, live)
+
+
+def stream_source(settings: FeedSettings, client: Any, live: dict[str, Any]) -> Source:
+    """The stream source over ``client`` (REST) and a websocket worker; ``live``: its
+    :class:`~cdb.feed.live.LiveSource` arguments."""
+    import ccxt.pro
+
+    from cdb.feed.stream import StreamSource
+    from cdb.feed.stream_ws import StreamWorker
+
+    if not hasattr(ccxt.pro, settings.EXCHANGE_ID):
+        raise SettingsError(
+            f"EXCHANGE_ID {settings.EXCHANGE_ID!r} has no websocket API in ccxt.pro: "
+            "set FEED_SOURCE=live"
+        )
+    if settings.EXCHANGE_BASE_URL and not settings.FEED_STREAM_URL:
+        raise SettingsError(
+            "FEED_STREAM_URL must name the websocket of the exchange EXCHANGE_BASE_URL points "
+            "at (ws://host:port/ws), or set FEED_SOURCE=live"
+        )
+    worker = StreamWorker(
+        settings.EXCHANGE_ID,
+        timeframe=settings.FEED_INTERVAL,
+        ws_url=settings.FEED_STREAM_URL or None,
+        per_connection=settings.FEED_STREAM_PER_CONNECTION,
+        renew_s=settings.FEED_STREAM_RENEW_S,
+        backoff_cap_s=settings.FEED_STREAM_BACKOFF_MAX_S,
+    )
+    return StreamSource(
+        client,
+        worker,
+        stream_grace_s=settings.FEED_STREAM_GRACE_S,
+        held_stale_s=settings.FEED_HELD_STALE_S or None,
+        **live,
     )
 
 
@@ -106,6 +143,9 @@ class _FeedCollector:
             yield GaugeMetricFamily(
                 name, "Events polled but not yet on the stream", value=len(self.service.pending)
             )
+        source_metrics = getattr(self.service.source, "metrics", None)
+        if source_metrics is not None:  # the stream source: data age, reconnects, repairs
+            yield from source_metrics()
 
 
 class FeedService(Service):
@@ -177,6 +217,10 @@ class FeedService(Service):
             "last_market_data": dict(self.last_market_data),
             **self.source.status(),
         }
+
+    def threads(self):
+        threads = getattr(self.source, "threads", None)  # the stream source's websocket thread
+        return threads() if threads is not None else []
 
     def close(self) -> None:
         self.source.close()

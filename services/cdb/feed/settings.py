@@ -16,8 +16,10 @@ _SYMBOL = re.compile(SYMBOL_PATTERN)
 class FeedSettings(BaseServiceSettings):
     """Which source, which symbols, the lookback window, pacing and the exchange's limits."""
 
-    FEED_SOURCE: Literal["synthetic", "replay", "live"] = Field(
-        "synthetic", description="Where candles come from: synthetic market, CSV replay, or MEXC"
+    FEED_SOURCE: Literal["synthetic", "replay", "live", "stream"] = Field(
+        "synthetic",
+        description="Where candles come from: synthetic market, CSV replay, the exchange's "
+        "websockets (stream, repaired from REST) or REST polling only (live)",
     )
     SYMBOLS: str = Field(
         "BTC_USDT,ETH_USDT,SOL_USDT",
@@ -98,6 +100,40 @@ class FeedSettings(BaseServiceSettings):
     )
     FEED_MOVERS_MIN_QUOTE_VOLUME: float = Field(
         1_000_000.0, ge=0, description="Live: skip movers with less 24 h quote volume"
+    )
+
+    # stream
+    FEED_STREAM_URL: str = Field(
+        "",
+        pattern=r"^(wss?://[^/\s]+(/\S*)?)?$",
+        description="Stream: the exchange's spot websocket URL (empty = ccxt's own; required "
+        "when EXCHANGE_BASE_URL points REST elsewhere)",
+    )
+    FEED_STREAM_PER_CONNECTION: int = Field(
+        30, ge=1, le=30, description="Stream: subscriptions per websocket connection (MEXC: ≤ 30)"
+    )
+    FEED_STREAM_RENEW_S: float = Field(
+        82_800.0,
+        gt=0,
+        le=86_000,
+        description="Stream: reopen a connection after this long (MEXC cuts them at 24 h)",
+    )
+    FEED_STREAM_GRACE_S: float = Field(
+        10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Stream: a candle the stream has not closed this long after its close "
+        "(plus FEED_CLOSE_DELAY_S) is fetched over REST",
+    )
+    FEED_STREAM_BACKOFF_MAX_S: float = Field(
+        30.0, gt=0, le=600, description="Stream: longest wait before reconnecting (with jitter)"
+    )
+    FEED_HELD_STALE_S: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Stream: a held symbol without data this long → CRITICAL alert "
+        "(0 = two candles plus FEED_STREAM_GRACE_S)",
     )
 
     @field_validator("SYMBOLS")

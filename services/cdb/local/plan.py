@@ -38,8 +38,9 @@ LOCAL_DEFAULTS = {"HEALTH_INTERVAL_S": "5"}
 #: The synthetic feed stamps its candles with wall-clock seconds (one per second), so the
 #: signal cooldown is in those seconds. A replay is stamped from now on (shifted) and, at
 #: ``--speed 60``, also plays one 1-minute candle per second; at its end the feed stays up,
-#: idle, so a finished replay is not a dead service. Live polls the exchange's public
-#: market data (no keys) in real time: the services' own defaults fit it.
+#: idle, so a finished replay is not a dead service. Live streams the exchange's public
+#: market data (no keys) in real time (``FEED_SOURCE=stream``; ``FEED_SOURCE=live`` in the
+#: environment polls REST instead): the services' own defaults fit it.
 FEED_DEFAULTS = {
     "synthetic": {"FEED_SYNTHETIC_PERIOD_S": "1", "SIGNAL_COOLDOWN_S": "60"},
     "replay": {
@@ -82,6 +83,8 @@ def child_env(
     env.update(servers)
     env.update(FORCED)
     env["FEED_SOURCE"] = feed_source
+    if feed_source == "live":  # live data streams; FEED_SOURCE=live asks for REST polling
+        env["FEED_SOURCE"] = "live" if base.get("FEED_SOURCE") == "live" else "stream"
     env["HTTP_PORT"] = str(port)
     env["CDB_CONSUMER_NAME"] = f"{service}-local"
     return env
