@@ -219,4 +219,29 @@ def test_reconcile_settles_and_breaker_confirms_fast(bot_env: dict[str, Any]) ->
         f"p90 {p90 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(took) * 1000:.0f} ms, "
         f"mean {statistics.mean(took) * 1000:.0f} ms"
     )
+
+    # spec.restore: the real API server admits the restore Job; services go to zero and
+    # backups are suspended while it runs (no node runs it here: it stays Running)
+    kube.request(
+        "PATCH",
+        bot_path(kube, namespace),
+        {"spec": {"restore": {"requestId": "e2e-1"}}},
+        content_type="application/merge-patch+json",
+    )
+
+    def restoring() -> dict | None:
+        status = kube.request("GET", bot_path(kube, namespace)).get("status") or {}
+        return (status.get("restore") or {}).get("phase") == "Running" and status["restore"]
+
+    running = wait_for(restoring, what="status.restore Running")
+    job = kubectl("get", "job", running["job"], "-n", namespace, "-o", "json").stdout
+    assert json.loads(job)["spec"]["template"]["spec"]["containers"][0]["command"][0] == "sh"
+
+    def stopped() -> bool:
+        out = kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout
+        replicas = {d["spec"]["replicas"] for d in json.loads(out)["items"]}
+        cron = kubectl("get", "cronjob", f"{BOT}-backup", "-n", namespace, "-o", "json").stdout
+        return replicas == {0} and json.loads(cron)["spec"]["suspend"] is True
+
+    wait_for(stopped, what="services at zero, backups suspended")
     assert bot_env["proc"].poll() is None, bot_env["log"].read_text()[-3000:]
