@@ -57,8 +57,9 @@ class Options:
     max_backoff_seconds: float = 300.0
     #: Block on each bot's control stream for the risk manager's confirmations.
     watch_breakers: bool = True
-    #: Bots observed at once by the periodic poll (each is a short Redis round trip).
-    poll_concurrency: int = 8
+    #: Bots observed at once by the periodic poll (each is a short Redis round trip in a
+    #: worker thread); urgent observations are not limited, so they never wait behind it.
+    poll_concurrency: int = 4
 
 
 @dataclass
@@ -185,15 +186,26 @@ async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) ->
     the risk manager confirms a breaker change.
     """
     watchers: dict[Key, asyncio.Task] = {}
+    running: set[asyncio.Task] = set()
+    periodic: asyncio.Task | None = None
     limit = asyncio.Semaphore(options.poll_concurrency)
     next_poll = time.monotonic() + options.breaker_poll_seconds
 
-    async def one(key: Key) -> None:
+    async def one(key: Key, limited: bool) -> None:
         body = tracker.bodies.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
+        if not limited:  # urgent: never queued behind the periodic pass
+            await _run(ctx, reconcile.poll_breaker, key, body)
+            return
         async with limit:
             await _run(ctx, reconcile.poll_breaker, key, body)
+
+    def spawn(coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        running.add(task)
+        task.add_done_callback(running.discard)
+        return task
 
     try:
         while True:
@@ -208,17 +220,18 @@ async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) ->
                     watchers[key] = asyncio.create_task(
                         watch.watch_bot(key, partial(_address, ctx, key), tracker.poke)
                     )
-            if time.monotonic() >= next_poll:
-                keys = set(tracker.bodies)
-                next_poll = time.monotonic() + options.breaker_poll_seconds
-            else:
-                keys = set(tracker.urgent)
+            for key in list(tracker.urgent):
+                spawn(one(key, limited=False))
             tracker.urgent.clear()
-            await asyncio.gather(*(one(k) for k in keys))
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + options.breaker_poll_seconds
+                if periodic is None or periodic.done():  # a slow pass is not stacked
+                    keys = list(tracker.bodies)
+                    periodic = spawn(asyncio.gather(*(one(k, limited=True) for k in keys)))
     finally:
-        for task in watchers.values():
+        for task in [*watchers.values(), *running]:
             task.cancel()
-        await asyncio.gather(*watchers.values(), return_exceptions=True)
+        await asyncio.gather(*watchers.values(), *running, return_exceptions=True)
 
 
 def build_registry(
