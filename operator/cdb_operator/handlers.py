@@ -201,6 +201,9 @@ async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) ->
         async with limit:
             await _run(ctx, reconcile.poll_breaker, key, body)
 
+    async def poll_all(keys: list[Key]) -> None:
+        await asyncio.gather(*(one(k, limited=True) for k in keys))
+
     def spawn(coro: Any) -> asyncio.Task:
         task = asyncio.create_task(coro)
         running.add(task)
@@ -213,21 +216,24 @@ async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) ->
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(tracker.urgent_wake.wait(), timeout=timeout)
             tracker.urgent_wake.clear()
-            if options.watch_breakers:
-                for key in set(watchers) - set(tracker.bodies):
-                    watchers.pop(key).cancel()
-                for key in set(tracker.bodies) - set(watchers):
-                    watchers[key] = asyncio.create_task(
-                        watch.watch_bot(key, partial(_address, ctx, key), tracker.poke)
-                    )
-            for key in list(tracker.urgent):
-                spawn(one(key, limited=False))
-            tracker.urgent.clear()
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + options.breaker_poll_seconds
-                if periodic is None or periodic.done():  # a slow pass is not stacked
-                    keys = list(tracker.bodies)
-                    periodic = spawn(asyncio.gather(*(one(k, limited=True) for k in keys)))
+            try:
+                if options.watch_breakers:
+                    for key in set(watchers) - set(tracker.bodies):
+                        watchers.pop(key).cancel()
+                    for key in set(tracker.bodies) - set(watchers):
+                        watchers[key] = asyncio.create_task(
+                            watch.watch_bot(key, partial(_address, ctx, key), tracker.poke)
+                        )
+                for key in list(tracker.urgent):
+                    spawn(one(key, limited=False))
+                tracker.urgent.clear()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + options.breaker_poll_seconds
+                    if periodic is None or periodic.done():  # a slow pass is not stacked
+                        periodic = spawn(poll_all(list(tracker.bodies)))
+            except Exception:  # the loop must outlive any surprise, or breakers go stale
+                log.exception("observing the bots failed; continuing")
+                await asyncio.sleep(1.0)
     finally:
         for task in [*watchers.values(), *running]:
             task.cancel()
