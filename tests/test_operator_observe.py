@@ -148,8 +148,8 @@ async def test_the_observe_loop_survives_its_periodic_passes(
 
     from cdb_operator.apply import Kube
     from cdb_operator.breaker import RedisAddress
-    from cdb_operator.handlers import Tracker, observe
     from cdb_operator.reconcile import Context
+    from cdb_operator.supervisor import Tracker, observe
 
     ctx = Context(
         kube=Kube.for_url("http://127.0.0.1:1"),
