@@ -18,10 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, market, metrics, restore
+from cdb_operator import breaker, conditions, metrics, restore
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
-from cdb_operator.model import TradingBotSpec, parse_spec
+from cdb_operator.model import parse_spec
+from cdb_operator.observation import clean as _clean
+from cdb_operator.observation import sync_breaker
 from cdb_operator.render import Bot, key_of, render_children, render_secret
 from cdb_operator.render.common import MANAGED_BY
 from cdb_operator.render.config import CREDENTIAL_KEYS, SECRET_KEYS, secret_name
@@ -168,69 +170,6 @@ def prune(
             ctx.kube.delete(api_version, kind, bot.namespace, meta["name"])
             removed.append(f"{kind} {meta['name']}")
     return removed
-
-
-def sync_breaker(
-    ctx: Context,
-    body: dict[str, Any],
-    spec: TradingBotSpec,
-    previous: dict[str, Any],
-    password: str | None,
-) -> tuple[dict[str, Any], Cond]:
-    """Observe the bot's Redis: the risk manager's breaker (sending a control when needed)
-    and whether market data arrives. Returns ``status.breaker`` and the MarketData condition.
-
-    ``error`` always reflects this observation (cleared as soon as Redis answers again), and
-    ``observedAt`` (Unix seconds) is when the status last changed: an unchanged observation
-    writes nothing, so a quiet bot costs no API writes.
-    """
-    ns, name = _key(body)
-    meta = body["metadata"]
-    link = breaker.BreakerLink(ctx.redis_address(ns, name, password))
-    now = ctx.clock()
-    errors: list[str] = []
-    seen: market.Seen | None = None
-    try:
-        try:
-            observed = link.read()
-            seen = market.parse_entries(link.market())
-        except breaker.BreakerUnreachable as exc:
-            observed = None
-            errors.append(str(exc))
-        send, status = breaker.plan(
-            meta.get("uid", ""),
-            meta.get("generation"),
-            spec.circuit_breaker,
-            previous,
-            observed,
-            now,
-            ctx.resend_after,
-        )
-        if send is not None:
-            try:
-                link.send(send)
-                status = breaker.after_send(status, True, "", now)
-            except breaker.BreakerUnreachable as exc:
-                status = breaker.after_send(status, False, str(exc), now)
-                errors.append(str(exc))
-    finally:
-        link.close()
-    status["error"] = "; ".join(dict.fromkeys(errors))[:300]
-    before = {k: v for k, v in previous.items() if k != "observedAt"}
-    after = {k: v for k, v in status.items() if k != "observedAt"}
-    if _clean(before) != _clean(after) or not previous.get("observedAt"):
-        status["observedAt"] = int(now)
-    market_cond = market.condition(seen, now, ctx.market_stale_after, status["error"])
-    return status, market_cond
-
-
-def _clean(value: Any) -> Any:
-    """Drop ``None`` values: a merge patch deletes them, so the server never shows them."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _conds_from(status: dict[str, Any]) -> list[Cond]:
