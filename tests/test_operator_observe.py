@@ -65,6 +65,12 @@ async def test_confirmation_reaches_status_without_any_poll(kmock: Any, redis_en
             )
             took = time.monotonic() - started
             print(f"confirmation → status: {took * 1000:.0f} ms")
+            # a breaker-only change is applied without a pass over the children, and still
+            # advances observedGeneration (no child is rendered from the breaker)
+            await eventually(
+                lambda: c.status().get("observedGeneration") == c.bot()["metadata"]["generation"],
+                what="observedGeneration",
+            )
             want = "True" if engaged else "False"
             assert c.condition(BREAKER)["status"] == want
             assert c.status()["breaker"]["observedAt"] >= int(time.time()) - 30

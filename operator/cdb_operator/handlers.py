@@ -108,10 +108,23 @@ def build_registry(
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, field="spec", registry=registry)
-    def reconcile_bot(body: kopf.Body, retry: int, **_: Any) -> None:
+    def reconcile_bot(
+        body: kopf.Body, retry: int, reason: Any = None, old: Any = None, new: Any = None, **_: Any
+    ) -> None:
         plain = _plain(body)
-        tracker.remember(_key(body), plain)
-        tracker.last_full[_key(body)] = time.monotonic()
+        key = _key(body)
+        tracker.remember(key, plain)
+        generation = plain["metadata"].get("generation") or 0
+        seen = (ctx.last_status.get(key) or plain.get("status") or {}).get("observedGeneration")
+        if (
+            reason == kopf.Reason.UPDATE
+            and seen == generation - 1
+            and reconcile.breaker_only(old, new)
+        ):
+            # only the breaker changed: no child depends on it, so no pass over the children
+            reconcile.poll_breaker(ctx, plain, applied=True)
+            return
+        tracker.last_full[key] = time.monotonic()
         try:
             reconcile.reconcile(ctx, plain)
         except reconcile.SpecInvalid as exc:

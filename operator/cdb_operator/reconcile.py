@@ -332,9 +332,22 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         return status
 
 
-def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
+def breaker_only(old_spec: Any, new_spec: Any) -> bool:
+    """Whether two specs differ in ``circuitBreaker`` only (no child renders from it)."""
+    if not isinstance(old_spec, dict) or not isinstance(new_spec, dict):
+        return False
+    rest = [{k: v for k, v in s.items() if k != "circuitBreaker"} for s in (old_spec, new_spec)]
+    return rest[0] == rest[1]
+
+
+def poll_breaker(ctx: Context, body: dict[str, Any], *, applied: bool = False) -> dict | None:
     """The fast path: refresh what the bot's Redis says (breaker, market data) and send or
     resend a breaker control the spec asks for; writes status only when something changed.
+
+    ``applied``: the children already match this generation (its spec differs from the
+    last reconciled one in ``circuitBreaker`` only, which no child is rendered from), so
+    ``observedGeneration`` advances without the full reconcile — a breaker flip does not
+    wait behind a pass over every child.
     """
     ns, name = _key(body)
     with ctx.lock((ns, name)):
@@ -354,10 +367,16 @@ def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
         observed = {conditions.BREAKER: breaker.condition(breaker_status)}
         observed[conditions.MARKET_DATA] = market_cond
         kept = [c for c in _conds_from(previous) if c.type not in observed]
-        if _clean(breaker_status) == _clean(previous.get("breaker")) and all(
-            c in _conds_from(previous) for c in observed.values()
+        behind = applied and previous.get("observedGeneration") != body["metadata"].get(
+            "generation"
+        )
+        if (
+            not behind
+            and _clean(breaker_status) == _clean(previous.get("breaker"))
+            and all(c in _conds_from(previous) for c in observed.values())
         ):
             return None  # nothing new: no write
         conds = kept or conditions.component_conditions({}, None)
         conds += list(observed.values())
-        return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [], full=False)
+        new = {"breaker": breaker_status}
+        return write_status(ctx, body, previous, new, conds, [], full=applied)

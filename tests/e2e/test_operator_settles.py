@@ -210,7 +210,12 @@ def test_reconcile_settles_and_breaker_confirms_fast(bot_env: dict[str, Any]) ->
             b = status.get("breaker") or {}
             return b.get("confirmed") and b.get("requested") is want and b.get("engaged") is want
 
-        wait_for(confirmed, timeout=30, interval=0.01, what=f"flip {i} confirmed")
+        try:
+            wait_for(confirmed, timeout=30, interval=0.01, what=f"flip {i} confirmed")
+        except AssertionError as exc:
+            status = kube.request("GET", bot_path(kube, namespace)).get("status")
+            log = bot_env["log"].read_text()[-4000:]
+            raise AssertionError(f"{exc}; status {status}; operator log: {log}") from None
         took.append(time.monotonic() - start)
         time.sleep(0.3)
     p50, p90, p99 = (percentile(took, p) for p in (50, 90, 99))
