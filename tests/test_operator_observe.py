@@ -65,6 +65,12 @@ async def test_confirmation_reaches_status_without_any_poll(kmock: Any, redis_en
             )
             took = time.monotonic() - started
             print(f"confirmation → status: {took * 1000:.0f} ms")
+            # a breaker-only change is applied without a pass over the children, and still
+            # advances observedGeneration (no child is rendered from the breaker)
+            await eventually(
+                lambda: c.status().get("observedGeneration") == c.bot()["metadata"]["generation"],
+                what="observedGeneration",
+            )
             want = "True" if engaged else "False"
             assert c.condition(BREAKER)["status"] == want
             assert c.status()["breaker"]["observedAt"] >= int(time.time()) - 30
@@ -137,3 +143,30 @@ def test_printer_columns_show_market_data() -> None:
     columns = crd.crd()["spec"]["versions"][0]["additionalPrinterColumns"]
     data = next(col for col in columns if col["name"] == "Data")
     assert "MarketData" in data["jsonPath"] and not data.get("priority")
+
+
+@pytest.mark.asyncio
+async def test_the_observe_loop_survives_its_periodic_passes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The supervisor task that polls breakers must never die or fail quietly."""
+    import asyncio
+
+    from cdb_operator.apply import Kube
+    from cdb_operator.breaker import RedisAddress
+    from cdb_operator.reconcile import Context
+    from cdb_operator.supervisor import Tracker, observe
+
+    ctx = Context(
+        kube=Kube.for_url("http://127.0.0.1:1"),
+        redis_address=lambda ns, name, pw: RedisAddress("127.0.0.1", 1, None),
+    )
+    tracker = Tracker()
+    tracker.loop = asyncio.get_running_loop()
+    options = Options(breaker_poll_seconds=0.05, watch_breakers=False)
+    task = asyncio.create_task(observe(ctx, tracker, options))
+    await asyncio.sleep(0.5)  # ten periodic passes
+    assert not task.done(), task.exception() if task.done() else None
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert "observing the bots failed" not in caplog.text

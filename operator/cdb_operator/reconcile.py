@@ -18,10 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, dependencies, market, metrics, restore
+from cdb_operator import breaker, conditions, dependencies, metrics, restore
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
-from cdb_operator.model import TradingBotSpec, parse_spec
+from cdb_operator.model import parse_spec
+from cdb_operator.observation import clean as _clean
+from cdb_operator.observation import sync_breaker
 from cdb_operator.render import Bot, key_of, render_children, render_secret
 from cdb_operator.render.common import MANAGED_BY
 from cdb_operator.render.config import CREDENTIAL_KEYS, SECRET_KEYS, secret_name
@@ -172,69 +174,6 @@ def prune(
             ctx.kube.delete(api_version, kind, bot.namespace, meta["name"])
             removed.append(f"{kind} {meta['name']}")
     return removed
-
-
-def sync_breaker(
-    ctx: Context,
-    body: dict[str, Any],
-    spec: TradingBotSpec,
-    previous: dict[str, Any],
-    password: str | None,
-) -> tuple[dict[str, Any], Cond]:
-    """Observe the bot's Redis: the risk manager's breaker (sending a control when needed)
-    and whether market data arrives. Returns ``status.breaker`` and the MarketData condition.
-
-    ``error`` always reflects this observation (cleared as soon as Redis answers again), and
-    ``observedAt`` (Unix seconds) is when the status last changed: an unchanged observation
-    writes nothing, so a quiet bot costs no API writes.
-    """
-    ns, name = _key(body)
-    meta = body["metadata"]
-    link = breaker.BreakerLink(ctx.redis_address(ns, name, password))
-    now = ctx.clock()
-    errors: list[str] = []
-    seen: market.Seen | None = None
-    try:
-        try:
-            observed = link.read()
-            seen = market.parse_entries(link.market())
-        except breaker.BreakerUnreachable as exc:
-            observed = None
-            errors.append(str(exc))
-        send, status = breaker.plan(
-            meta.get("uid", ""),
-            meta.get("generation"),
-            spec.circuit_breaker,
-            previous,
-            observed,
-            now,
-            ctx.resend_after,
-        )
-        if send is not None:
-            try:
-                link.send(send)
-                status = breaker.after_send(status, True, "", now)
-            except breaker.BreakerUnreachable as exc:
-                status = breaker.after_send(status, False, str(exc), now)
-                errors.append(str(exc))
-    finally:
-        link.close()
-    status["error"] = "; ".join(dict.fromkeys(errors))[:300]
-    before = {k: v for k, v in previous.items() if k != "observedAt"}
-    after = {k: v for k, v in status.items() if k != "observedAt"}
-    if _clean(before) != _clean(after) or not previous.get("observedAt"):
-        status["observedAt"] = int(now)
-    market_cond = market.condition(seen, now, ctx.market_stale_after, status["error"])
-    return status, market_cond
-
-
-def _clean(value: Any) -> Any:
-    """Drop ``None`` values: a merge patch deletes them, so the server never shows them."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _conds_from(status: dict[str, Any]) -> list[Cond]:
@@ -400,9 +339,22 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         return status
 
 
-def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
+def breaker_only(old_spec: Any, new_spec: Any) -> bool:
+    """Whether two specs differ in ``circuitBreaker`` only (no child renders from it)."""
+    if not isinstance(old_spec, dict) or not isinstance(new_spec, dict):
+        return False
+    rest = [{k: v for k, v in s.items() if k != "circuitBreaker"} for s in (old_spec, new_spec)]
+    return rest[0] == rest[1]
+
+
+def poll_breaker(ctx: Context, body: dict[str, Any], *, applied: bool = False) -> dict | None:
     """The fast path: refresh what the bot's Redis says (breaker, market data) and send or
     resend a breaker control the spec asks for; writes status only when something changed.
+
+    ``applied``: the children already match this generation (its spec differs from the
+    last reconciled one in ``circuitBreaker`` only, which no child is rendered from), so
+    ``observedGeneration`` advances without the full reconcile — a breaker flip does not
+    wait behind a pass over every child.
     """
     ns, name = _key(body)
     with ctx.lock((ns, name)):
@@ -422,10 +374,16 @@ def poll_breaker(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
         observed = {conditions.BREAKER: breaker.condition(breaker_status)}
         observed[conditions.MARKET_DATA] = market_cond
         kept = [c for c in _conds_from(previous) if c.type not in observed]
-        if _clean(breaker_status) == _clean(previous.get("breaker")) and all(
-            c in _conds_from(previous) for c in observed.values()
+        behind = applied and previous.get("observedGeneration") != body["metadata"].get(
+            "generation"
+        )
+        if (
+            not behind
+            and _clean(breaker_status) == _clean(previous.get("breaker"))
+            and all(c in _conds_from(previous) for c in observed.values())
         ):
             return None  # nothing new: no write
         conds = kept or conditions.component_conditions({}, None)
         conds += list(observed.values())
-        return write_status(ctx, body, previous, {"breaker": breaker_status}, conds, [], full=False)
+        new = {"breaker": breaker_status}
+        return write_status(ctx, body, previous, new, conds, [], full=applied)

@@ -167,6 +167,24 @@ def operator(namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     log.close()
 
 
+def test_crd_is_admitted_at_creation(tmp_path: Path) -> None:
+    """The API server's creation checks (every CEL rule on every default as written), by a
+    server-side dry-run *create* of the same CRD under a group of its own: it runs even
+    where the real CRD already exists, and changes nothing."""
+    for path in (
+        ROOT / "crds" / "tradingbot.yaml",
+        ROOT / "charts" / "claire-de-binare" / "files" / "crds" / "tradingbot.yaml",
+    ):
+        doc = yaml.safe_load(path.read_text())
+        group = f"e2e-{uuid.uuid4().hex[:8]}.example.dev"
+        doc["spec"]["group"] = group
+        doc["metadata"]["name"] = f"{doc['spec']['names']['plural']}.{group}"
+        copy = tmp_path / f"crd-{group}.yaml"
+        copy.write_text(yaml.safe_dump(doc))
+        proc = kubectl("create", "--dry-run=server", "-f", str(copy), check=False)
+        assert proc.returncode == 0, f"{path.name}: {proc.stderr}"
+
+
 def test_examples_pass_the_api_servers_own_validation(namespace: str) -> None:
     """Server-side dry run: the real API server applies defaults and the CEL rules."""
     for path in sorted((ROOT / "examples").glob("tradingbot-*.yaml")):

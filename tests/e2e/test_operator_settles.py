@@ -210,7 +210,12 @@ def test_reconcile_settles_and_breaker_confirms_fast(bot_env: dict[str, Any]) ->
             b = status.get("breaker") or {}
             return b.get("confirmed") and b.get("requested") is want and b.get("engaged") is want
 
-        wait_for(confirmed, timeout=30, interval=0.01, what=f"flip {i} confirmed")
+        try:
+            wait_for(confirmed, timeout=30, interval=0.01, what=f"flip {i} confirmed")
+        except AssertionError as exc:
+            status = kube.request("GET", bot_path(kube, namespace)).get("status")
+            log = bot_env["log"].read_text()[-4000:]
+            raise AssertionError(f"{exc}; status {status}; operator log: {log}") from None
         took.append(time.monotonic() - start)
         time.sleep(0.3)
     p50, p90, p99 = (percentile(took, p) for p in (50, 90, 99))
@@ -219,4 +224,29 @@ def test_reconcile_settles_and_breaker_confirms_fast(bot_env: dict[str, Any]) ->
         f"p90 {p90 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(took) * 1000:.0f} ms, "
         f"mean {statistics.mean(took) * 1000:.0f} ms"
     )
+
+    # spec.restore: the real API server admits the restore Job; services go to zero and
+    # backups are suspended while it runs (no node runs it here: it stays Running)
+    kube.request(
+        "PATCH",
+        bot_path(kube, namespace),
+        {"spec": {"restore": {"requestId": "e2e-1"}}},
+        content_type="application/merge-patch+json",
+    )
+
+    def restoring() -> dict | None:
+        status = kube.request("GET", bot_path(kube, namespace)).get("status") or {}
+        return (status.get("restore") or {}).get("phase") == "Running" and status["restore"]
+
+    running = wait_for(restoring, what="status.restore Running")
+    job = kubectl("get", "job", running["job"], "-n", namespace, "-o", "json").stdout
+    assert json.loads(job)["spec"]["template"]["spec"]["containers"][0]["command"][0] == "sh"
+
+    def stopped() -> bool:
+        out = kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout
+        replicas = {d["spec"]["replicas"] for d in json.loads(out)["items"]}
+        cron = kubectl("get", "cronjob", f"{BOT}-backup", "-n", namespace, "-o", "json").stdout
+        return replicas == {0} and json.loads(cron)["spec"]["suspend"] is True
+
+    wait_for(stopped, what="services at zero, backups suspended")
     assert bot_env["proc"].poll() is None, bot_env["log"].read_text()[-3000:]
