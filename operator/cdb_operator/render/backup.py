@@ -56,8 +56,8 @@ def render_backup_cronjob(bot: Bot) -> Manifest:
         "args": ["backup", "--output", MOUNT, "--keep", str(spec.retention), "--redis"],
         "envFrom": config.env_from(bot),
         "env": [
-            config.secret_env(bot, "POSTGRES_PASSWORD"),
-            config.secret_env(bot, "REDIS_PASSWORD"),
+            config.postgres_password_env(bot),
+            *config.redis_password_env(bot),
         ],
         "securityContext": container_security_context(),
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
