@@ -26,7 +26,7 @@ from typing import Any
 
 import kopf
 
-from cdb_operator import breaker, metrics, model, reconcile, watch
+from cdb_operator import breaker, metrics, model, reconcile, stores, watch
 from cdb_operator.apply import ApiError
 from cdb_operator.render.common import MANAGED_BY
 
@@ -143,7 +143,12 @@ def breaker_request_changed(body: dict[str, Any], last_status: dict[str, Any] | 
 async def _run(ctx: reconcile.Context, fn: Callable[..., Any], key: Key, body: dict) -> None:
     try:
         await asyncio.to_thread(fn, ctx, body)
-    except (reconcile.SpecInvalid, reconcile.CredentialsMissing, ApiError) as exc:
+    except (
+        reconcile.SpecInvalid,
+        reconcile.CredentialsMissing,
+        stores.StoreUnavailable,
+        ApiError,
+    ) as exc:
         log.info("%s/%s not reconciled: %s", *key, exc)
     except Exception:  # one bot's surprise must not stop the others
         log.exception("supervising %s/%s failed", *key)
@@ -175,7 +180,7 @@ async def _address(ctx: reconcile.Context, key: Key) -> breaker.RedisAddress:
             ctx.kube.get, "v1", "Secret", key[0], f"{key[1]}-passwords"
         )
         password = reconcile.decode_secret(secret).get("REDIS_PASSWORD") if secret else None
-    return ctx.redis_address(key[0], key[1], password)
+    return ctx.address(key[0], key[1], password)
 
 
 async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) -> None:
@@ -272,7 +277,7 @@ def build_registry(
             reconcile.reconcile(ctx, plain)
         except reconcile.SpecInvalid as exc:
             raise kopf.PermanentError(str(exc)) from exc
-        except (reconcile.CredentialsMissing, ApiError) as exc:
+        except (reconcile.CredentialsMissing, stores.StoreUnavailable, ApiError) as exc:
             raise kopf.TemporaryError(
                 str(exc), delay=backoff(retry, options.max_backoff_seconds)
             ) from exc
