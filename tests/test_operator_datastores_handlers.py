@@ -29,8 +29,10 @@ from test_operator_handlers import (
     eventually,
     running_operator,
 )
+from test_operator_rbac import observed_rules
 
 from cdb.localservers import RedisServer
+from cdb_operator.rbac import API_USAGE, CNPG_USAGE, covered
 from cdb_operator.stores import durability
 
 CNPG_RESOURCE = "postgresql.cnpg.io/v1/clusters"
@@ -139,6 +141,12 @@ async def test_cloudnativepg_cluster_is_owned_wired_and_gates_readiness(
         ready = await eventually(lambda: cond(c, "PostgresReady", "True", "ClusterReady"))
         assert "healthy" in ready["message"]
         await eventually(lambda: c.status()["components"]["postgres"]["ready"] is True)
+    # every request is published: API_USAGE, and CNPG_USAGE which only this mode needs
+    rules = observed_rules(kmock)
+    assert ("create", "postgresql.cnpg.io", "clusters") in rules
+    assert ("list", "policy", "poddisruptionbudgets") in rules
+    missing = sorted(r for r in rules if not covered(r, {**API_USAGE, **CNPG_USAGE}))
+    assert not missing, missing
 
 
 @pytest.mark.asyncio
