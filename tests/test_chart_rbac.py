@@ -12,6 +12,7 @@ from typing import Any
 
 from k8s_tools import helm_template
 
+from cdb_operator.main import _run_parser
 from cdb_operator.rbac import API_USAGE, CNPG_USAGE
 
 ROLE_KINDS = ("ClusterRole", "Role")
@@ -78,6 +79,7 @@ def test_cloudnativepg_clusters_only_when_the_chart_enables_that_mode():
         (deployment,) = objs("Deployment", rendered)
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert ("--cloudnativepg" in args) is (extra is not None)
+        assert _run_parser().parse_args(args).cloudnativepg is (extra is not None)
 
 
 def test_no_wildcards_escalation_or_cluster_scoped_resources():
