@@ -224,6 +224,15 @@ def test_external_stores_are_only_pointed_at() -> None:
             assert ref.get("name") != "demo-passwords", e
 
 
+def test_backup_snapshots_only_the_embedded_redis() -> None:
+    def args(spec: dict) -> list[str]:
+        cron = named(objects(spec), "CronJob")["demo-backup"]
+        return cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert "--redis" in args({}) and "--redis" in args(MODES["cloudnativepg"])
+    assert "--redis" not in args(MODES["external"])
+
+
 def test_external_redis_without_password_gets_none() -> None:
     spec = {"redis": {"mode": "external", "external": {"host": "10.0.0.5"}}}
     env = env_of(objects(spec), "demo-feed")
