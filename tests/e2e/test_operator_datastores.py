@@ -1,4 +1,5 @@
-"""``postgres.mode: external`` on a real cluster, against a PostgreSQL this test starts.
+"""The data store modes on a real cluster: ``external`` against a PostgreSQL this test
+starts, and ``cloudnativepg`` with CloudNativePG's own Cluster CRD.
 
 Skipped unless ``KUBECONFIG`` names a cluster. The operator runs as a subprocess on this
 machine (as in ``test_operator_cluster``), so it reaches the loopback PostgreSQL the test
@@ -6,11 +7,24 @@ starts: the real API server admits the spec (defaults, the new CEL rules), the o
 reads the password from the Secret the test creates, logs in and reports
 ``PostgresReady``; no PostgreSQL StatefulSet is made and the services are pointed at the
 external host. Stopping the database turns the condition False, naming the address.
+
+For ``cloudnativepg`` the test installs CloudNativePG's v1.30.0 Cluster CRD from
+``/work/shared/data/cloudnative-pg/`` (or ``$CDB_CNPG_CRD``; skipped, saying so, when
+absent) unless the cluster already has it, and removes it again only if it installed it.
+Without CloudNativePG's operator nothing makes the instances: the API server admits the
+Cluster (CloudNativePG's schema and CEL rules), it is owned by the bot, ``PostgresReady``
+says it waits, and further reconciles leave it untouched (a fixed point).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +32,7 @@ import yaml
 from k8s_tools import kubectl, kubectl_binary
 from test_operator_cluster import condition, get, namespace, operator, wait_for  # noqa: F401
 
-from cdb.localservers import PostgresServer
+from cdb.localservers import PostgresServer, free_port
 
 pytestmark = pytest.mark.cluster
 BOT = "e2e-ext"
@@ -129,3 +143,100 @@ def test_external_postgres_is_checked_and_wired(
     )
     assert down["reason"] == "Unreachable" and env["POSTGRES_PORT"] in down["message"]
     assert operator["proc"].poll() is None, operator["log"].read_text()[-3000:]
+
+
+CNPG_CRD = Path(
+    os.environ.get(
+        "CDB_CNPG_CRD", "/work/shared/data/cloudnative-pg/postgresql.cnpg.io_clusters.yaml"
+    )
+)
+CNPG_CRD_NAME = "clusters.postgresql.cnpg.io"
+
+
+@pytest.fixture
+def cnpg_crd() -> Iterator[None]:
+    existed = kubectl("get", "crd", CNPG_CRD_NAME, check=False).returncode == 0
+    if not existed:
+        if not CNPG_CRD.exists():
+            pytest.skip(f"CloudNativePG's Cluster CRD not found at {CNPG_CRD} (set CDB_CNPG_CRD)")
+        kubectl("apply", "--server-side", "-f", str(CNPG_CRD))
+        kubectl("wait", "--for=condition=Established", f"crd/{CNPG_CRD_NAME}", "--timeout=60s")
+    yield
+    if not existed:
+        kubectl("delete", "crd", CNPG_CRD_NAME, "--wait=false", check=False)
+
+
+@pytest.fixture
+def cnpg_operator(namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:  # noqa: F811
+    """The operator as the chart runs it with operator.cloudnativepg.enabled."""
+    exe = shutil.which("cdb-operator")
+    cmd = [exe] if exe else [sys.executable, "-m", "cdb_operator.main"]
+    log = (tmp_path / "operator.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *cmd,
+            "--namespace",
+            namespace,
+            "--liveness",
+            "",
+            "--resync",
+            "3",
+            "--redis-address",
+            f"127.0.0.1:{free_port()}",
+            "--cloudnativepg",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield {"log": tmp_path / "operator.log", "proc": proc}
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_cloudnativepg_cluster_is_admitted_owned_and_left_alone(
+    namespace: str,  # noqa: F811
+    cnpg_crd: None,
+    cnpg_operator: dict[str, Any],
+) -> None:
+    bot = {
+        "apiVersion": "claire-de-binare.dev/v1alpha1",
+        "kind": "TradingBot",
+        "metadata": {"name": "e2e-cnpg", "namespace": namespace},
+        "spec": {
+            "feedSource": "synthetic",
+            "postgres": {"mode": "cloudnativepg", "cloudnativepg": {"instances": 2}},
+            "topologySpread": {"topologyKey": "kubernetes.io/hostname"},
+        },
+    }
+    apply(bot)
+    uid = wait_for(lambda: get("tradingbot", "e2e-cnpg", namespace), what="bot")["metadata"]["uid"]
+    cluster = wait_for(
+        lambda: get("clusters.postgresql.cnpg.io", "e2e-cnpg-postgres", namespace), what="Cluster"
+    )
+    assert cluster["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert cluster["spec"]["instances"] == 2
+    assert cluster["spec"]["bootstrap"]["initdb"]["database"] == "claire_de_binare"
+    waiting = wait_for(
+        lambda: (
+            condition(get("tradingbot", "e2e-cnpg", namespace), "PostgresReady").get("reason")
+            == "ClusterNotReady"
+            and condition(get("tradingbot", "e2e-cnpg", namespace), "PostgresReady")
+        ),
+        what="PostgresReady=False/ClusterNotReady",
+    )
+    assert waiting["status"] == "False"
+    assert get("statefulset", "e2e-cnpg-postgres", namespace) is None
+    assert get("poddisruptionbudget", "e2e-cnpg-redis", namespace) is not None
+    config = get("configmap", "e2e-cnpg-config", namespace)
+    assert config["data"]["POSTGRES_HOST"] == "e2e-cnpg-postgres-rw"
+    # a fixed point: several resyncs later the stored Cluster was not written again
+    before = get("clusters.postgresql.cnpg.io", "e2e-cnpg-postgres", namespace)
+    time.sleep(10)
+    after = get("clusters.postgresql.cnpg.io", "e2e-cnpg-postgres", namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert cnpg_operator["proc"].poll() is None, cnpg_operator["log"].read_text()[-3000:]
