@@ -290,6 +290,7 @@ def build_registry(
             metrics.forget(*key)
             ctx.last_status.pop(key, None)
             ctx.passwords.pop(key, None)
+            ctx.buses.pop(key, None)
             return
         plain = _plain(body)
         tracker.remember(key, plain)
