@@ -337,7 +337,7 @@ class Redis(Spec):
     )
     external: ExternalRedis | None = Field(None, description="The external Redis (mode external)")
     image: Annotated[str, Field(min_length=1)] = Field(
-        "redis:7.2-alpine", description="Redis image (runs as uid 999)"
+        "redis:7.2-alpine", description="Redis image, embedded mode (runs as uid 999)"
     )
     storage: Storage = Field(
         "1Gi",
@@ -419,7 +419,8 @@ class Postgres(Spec):
         None, description="The external database (mode external)"
     )
     image: Annotated[str, Field(min_length=1)] = Field(
-        "postgres:15-alpine", description="PostgreSQL image (runs as uid 70)"
+        "postgres:15-alpine",
+        description="PostgreSQL image, embedded mode (runs as uid 70; cloudnativepg: cloudnativepg.imageName)",
     )
     storage: Storage = Field(
         "5Gi",
