@@ -62,6 +62,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                 "healthPort": 9000,
                 "readinessPort": 9001,
                 "metricsPort": 9100,
+                "cloudnativepg": {"enabled": True},
                 "extraArgs": ["--verbose"],
                 "extraEnv": [{"name": "TZ", "value": "UTC"}],
                 "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {}},

@@ -12,7 +12,8 @@ from typing import Any
 
 from k8s_tools import helm_template
 
-from cdb_operator.rbac import API_USAGE
+from cdb_operator.main import _run_parser
+from cdb_operator.rbac import API_USAGE, CNPG_USAGE
 
 ROLE_KINDS = ("ClusterRole", "Role")
 BINDING_KINDS = ("ClusterRoleBinding", "RoleBinding")
@@ -46,8 +47,9 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return out
 
 
-def usage() -> set[tuple[str, str, str]]:
-    return {(g, r, v) for (g, r), verbs in API_USAGE.items() for v in verbs}
+def usage(extra: dict | None = None) -> set[tuple[str, str, str]]:
+    published = {**API_USAGE, **(extra or {})}
+    return {(g, r, v) for (g, r), verbs in published.items() for v in verbs}
 
 
 def objs(kind: str, rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -63,6 +65,21 @@ def test_cluster_wide_rules_equal_the_operators_api_usage():
         f"granted but unused: {sorted(granted - usage())}; "
         f"used but not granted: {sorted(usage() - granted)}"
     )
+
+
+def test_cloudnativepg_clusters_only_when_the_chart_enables_that_mode():
+    assert not any(g == "postgresql.cnpg.io" for g, _, _ in usage())
+    for values, extra in (
+        ({}, None),
+        ({"operator": {"cloudnativepg": {"enabled": True}}}, CNPG_USAGE),
+    ):
+        rendered = helm_template(values)
+        granted = set().union(*(grants(r["rules"]) for r in objs("ClusterRole", rendered)))
+        assert granted == usage(extra)
+        (deployment,) = objs("Deployment", rendered)
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert ("--cloudnativepg" in args) is (extra is not None)
+        assert _run_parser().parse_args(args).cloudnativepg is (extra is not None)
 
 
 def test_no_wildcards_escalation_or_cluster_scoped_resources():

@@ -252,7 +252,10 @@ CEL_CASES = [
         bot({"advisor": {"model": {"path": "/m.json", "configMap": {"name": "m"}}}}),
         "advisor.model",
     ),
+    ("postgres.external is required", bot({"postgres": {"mode": "external"}}), "external"),
+    ("redis.external is required", bot({"redis": {"mode": "external"}}), "external"),
 ]
+EXT_REDIS = {"external": {"host": "redis.example"}}
 #: Transition rules: (a word of the message, old spec, new spec).
 TRANSITION_CASES = [
     ("redis.storage", {"redis": {"storage": "1Gi"}}, {"redis": {"storage": "2Gi"}}),
@@ -268,6 +271,8 @@ TRANSITION_CASES = [
         {"postgres": {"storageClass": "slow"}},
     ),
     ("backup.storage", {"backup": {"storage": "5Gi"}}, {"backup": {"storage": "6Gi"}}),
+    ("postgres.mode", {}, {"postgres": {"mode": "cloudnativepg"}}),
+    ("redis.mode", {"redis": {"mode": "embedded"}}, {"redis": {"mode": "external", **EXT_REDIS}}),
     (
         "backup.storageClass",
         {"backup": {"storageClass": "a"}},

@@ -49,6 +49,7 @@ BASE_RESOURCES = {
     "batch/v1/jobs": ("Job", True),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "networking.k8s.io/v1/ingresses": ("Ingress", True),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
 }
 PLURALS = {
@@ -64,6 +65,8 @@ PLURALS = {
     "NetworkPolicy": "networking.k8s.io/v1/networkpolicies",
     "Ingress": "networking.k8s.io/v1/ingresses",
     "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
+    "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
+    "Cluster": "postgresql.cnpg.io/v1/clusters",
     "TradingBot": f"{model.API_VERSION}/{model.PLURAL}",
 }
 
@@ -173,7 +176,11 @@ def declare(kmock: Any, monitoring: bool = False) -> None:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    kmock: Any, redis_port: int, options: Options | None = None, resend_after: float = 30.0
+    kmock: Any,
+    redis_port: int,
+    options: Options | None = None,
+    resend_after: float = 30.0,
+    cloudnativepg: bool = False,
 ) -> AsyncIterator[Cluster]:
     url = str(kmock.url)
     kube = Kube.for_url(url)
@@ -181,6 +188,7 @@ async def running_operator(
         kube=kube,
         redis_address=lambda ns, name, password: RedisAddress("127.0.0.1", redis_port, None),
         resend_after=resend_after,
+        cloudnativepg=cloudnativepg,
     )
     options = options or Options(resync_seconds=3.0, breaker_poll_seconds=0.2, debounce_seconds=0.1)
 

@@ -176,6 +176,7 @@ def test_children_default_set() -> None:
         "Deployment": 7,
         "PersistentVolumeClaim": 1,
         "CronJob": 1,
+        "PodDisruptionBudget": 2,
     }
 
 

@@ -39,6 +39,8 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("postgresql.cnpg.io/v1", "Cluster"): "clusters",
     (model.API_VERSION, model.KIND): model.PLURAL,
 }
 
@@ -52,6 +54,8 @@ IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "Deployment": (("spec", "selector"),),
     "PersistentVolumeClaim": (("spec",),),
+    # CloudNativePG: how the database was first made is history, not desired state
+    "Cluster": (("spec", "bootstrap"),),
 }
 
 

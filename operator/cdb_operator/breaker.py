@@ -241,6 +241,8 @@ class RedisAddress:
     host: str
     port: int
     password: str | None = None
+    #: Connect with TLS (an external Redis with redis.external.tls).
+    tls: bool = False
 
 
 class BreakerLink:
@@ -251,6 +253,7 @@ class BreakerLink:
             host=address.host,
             port=address.port,
             password=address.password,
+            ssl=address.tls,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             # one attempt per poll: the poll itself is the retry, and a slow one delays others

@@ -18,7 +18,20 @@ DEGRADED = "Degraded"
 BREAKER = "CircuitBreakerEngaged"
 #: Whether market data reaches the bot (:mod:`cdb_operator.market`).
 MARKET_DATA = "MarketData"
-TYPES = (READY, PROGRESSING, DEGRADED, BREAKER, MARKET_DATA)
+#: Data stores the operator does not run itself (:mod:`cdb_operator.stores`).
+POSTGRES_READY = "PostgresReady"
+REDIS_READY = "RedisReady"
+BUS_DURABLE = "BusDurable"
+TYPES = (
+    READY,
+    PROGRESSING,
+    DEGRADED,
+    BREAKER,
+    MARKET_DATA,
+    POSTGRES_READY,
+    REDIS_READY,
+    BUS_DURABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,9 @@ def phase(conds: list[Cond]) -> str:
 
 def event_type(cond: Cond) -> str:
     """Warning for transitions a person should look at, Normal otherwise."""
-    bad = (cond.type == DEGRADED and cond.status == "True") or (
-        cond.type == BREAKER and cond.status == "True"
+    bad = (
+        (cond.type == DEGRADED and cond.status == "True")
+        or (cond.type == BREAKER and cond.status == "True")
+        or (cond.type in (POSTGRES_READY, REDIS_READY, BUS_DURABLE) and cond.status == "False")
     )
     return "Warning" if bad else "Normal"

@@ -42,6 +42,7 @@ def read_reports(
         host=address.host,
         port=address.port,
         password=address.password,
+        ssl=address.tls,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from cdb_operator import metrics, model, reconcile
+from cdb_operator import metrics, model, reconcile, stores
 from cdb_operator.apply import ApiError
 from cdb_operator.render.common import MANAGED_BY
 from cdb_operator.supervisor import (
@@ -129,7 +129,7 @@ def build_registry(
             reconcile.reconcile(ctx, plain)
         except reconcile.SpecInvalid as exc:
             raise kopf.PermanentError(str(exc)) from exc
-        except (reconcile.CredentialsMissing, ApiError) as exc:
+        except (reconcile.CredentialsMissing, stores.StoreUnavailable, ApiError) as exc:
             raise kopf.TemporaryError(
                 str(exc), delay=backoff(retry, options.max_backoff_seconds)
             ) from exc
@@ -142,6 +142,7 @@ def build_registry(
             metrics.forget(*key)
             ctx.last_status.pop(key, None)
             ctx.passwords.pop(key, None)
+            ctx.buses.pop(key, None)
             return
         plain = _plain(body)
         tracker.remember(key, plain)

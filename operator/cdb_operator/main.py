@@ -108,6 +108,11 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve the operator's Prometheus metrics on PORT (0 = off)",
     )
+    p.add_argument(
+        "--cloudnativepg",
+        action="store_true",
+        help="allow postgres.mode cloudnativepg (needs RBAC on postgresql.cnpg.io clusters)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -200,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         resend_after=args.resend_after,
         operator_namespace=args.operator_namespace,
         market_stale_after=args.market_data_stale_after,
+        cloudnativepg=args.cloudnativepg,
     )
     options = Options(
         resync_seconds=args.resync,

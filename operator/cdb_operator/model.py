@@ -369,11 +369,61 @@ def _db_resources() -> Resources:
     return Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
 
 
-class Redis(Spec):
-    """The bot's own Redis (the event bus), a StatefulSet with AOF on a PVC."""
+class SecretKeyRef(Spec):
+    """One key of a Secret in the bot's namespace."""
 
+    name: ObjectName = Field(description="Secret name")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        description="Key within the Secret"
+    )
+
+
+HostName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ExternalRedis(Spec):
+    """A Redis the bot does not run (a managed one): where it is and how to log in.
+
+    The bus needs it durable: ``appendonly yes`` with ``appendfsync everysec`` (or
+    ``always``), and ``maxmemory-policy noeviction`` (an evicted stream entry is a lost
+    event). The operator checks these with ``CONFIG GET`` where the server allows it.
+    Give each bot a Redis (or database) of its own: the stream and key names are fixed.
+    """
+
+    host: HostName = Field(description="Host name or address")
+    port: Port = Field(6379, description="Port")
+    tls: bool = Field(False, description="Connect with TLS (rediss)")
+    password_secret: SecretKeyRef | None = Field(
+        None, description="Secret key holding the password (AUTH); unset: no password"
+    )
+
+
+class Redis(Spec):
+    """The event bus: the bot's own Redis StatefulSet (AOF on a PVC), or an external Redis."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.mode) || self.mode != 'external' || has(self.external)",
+                    "message": "redis.external is required when redis.mode is external",
+                    "fieldPath": ".external",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    mode: Literal["embedded", "external"] = Field(
+        "embedded",
+        description="embedded: a one-replica StatefulSet per bot; external: redis.external "
+        "(fixed after creation)",
+        json_schema_extra=immutable("redis.mode cannot be changed after creation"),
+    )
+    external: ExternalRedis | None = Field(None, description="The external Redis (mode external)")
     image: Annotated[str, Field(min_length=1)] = Field(
-        "redis:7.2-alpine", description="Redis image (runs as uid 999)"
+        "redis:7.2-alpine", description="Redis image, embedded mode (runs as uid 999)"
     )
     storage: Storage = Field(
         "1Gi",
@@ -387,16 +437,80 @@ class Redis(Spec):
     )
     resources: Resources = Field(default_factory=_db_resources, description="Requests/limits")
 
+    @model_validator(mode="after")
+    def _external_given(self):
+        if self.mode == "external" and self.external is None:
+            raise ValueError("external is required when mode is external")
+        return self
+
+
+class ExternalPostgres(Spec):
+    """A PostgreSQL the bot does not run (a managed database): where and how to log in.
+
+    The user must own the database (the services run the migrations).
+    """
+
+    host: HostName = Field(description="Host name or address")
+    port: Port = Field(5432, description="Port")
+    database: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        "claire_de_binare", description="Database name"
+    )
+    user: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        "claire", description="User (owner of the database)"
+    )
+    password_secret: SecretKeyRef = Field(description="Secret key holding the user's password")
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "require", description="libpq sslmode"
+    )
+
+
+class CloudNativePG(Spec):
+    """The CloudNativePG ``Cluster`` made in mode cloudnativepg."""
+
+    instances: Annotated[int, Field(ge=1, le=9)] = Field(
+        3, description="PostgreSQL instances (one primary, the rest streaming standbys)"
+    )
+    image_name: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
+        None, description="PostgreSQL image (unset: the CloudNativePG operator's default)"
+    )
+
 
 class Postgres(Spec):
-    """The bot's own PostgreSQL, a StatefulSet with its data on a PVC."""
+    """The database: the bot's own StatefulSet, a CloudNativePG Cluster, or an external one."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.mode) || self.mode != 'external' || has(self.external)",
+                    "message": "postgres.external is required when postgres.mode is external",
+                    "fieldPath": ".external",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    mode: Literal["embedded", "cloudnativepg", "external"] = Field(
+        "embedded",
+        description="embedded: a one-replica StatefulSet per bot; cloudnativepg: a "
+        "CloudNativePG Cluster (needs its operator); external: postgres.external "
+        "(fixed after creation)",
+        json_schema_extra=immutable("postgres.mode cannot be changed after creation"),
+    )
+    cloudnativepg: CloudNativePG = Field(
+        default_factory=CloudNativePG, description="The Cluster (mode cloudnativepg)"
+    )
+    external: ExternalPostgres | None = Field(
+        None, description="The external database (mode external)"
+    )
     image: Annotated[str, Field(min_length=1)] = Field(
-        "postgres:15-alpine", description="PostgreSQL image (runs as uid 70)"
+        "postgres:15-alpine",
+        description="PostgreSQL image, embedded mode (runs as uid 70; cloudnativepg: cloudnativepg.imageName)",
     )
     storage: Storage = Field(
         "5Gi",
-        description="PVC size (fixed after creation)",
+        description="PVC size, per instance in cloudnativepg (fixed after creation)",
         json_schema_extra=immutable("postgres.storage cannot be changed after creation"),
     )
     storage_class: ObjectName | None = Field(
@@ -405,6 +519,12 @@ class Postgres(Spec):
         json_schema_extra=immutable("postgres.storageClass cannot be changed after creation"),
     )
     resources: Resources = Field(default_factory=_db_resources, description="Requests/limits")
+
+    @model_validator(mode="after")
+    def _external_given(self):
+        if self.mode == "external" and self.external is None:
+            raise ValueError("external is required when mode is external")
+        return self
 
 
 class Backup(Spec):
@@ -500,6 +620,30 @@ class Toleration(Spec):
     toleration_seconds: int | None = None
 
 
+class PodDisruptionBudgets(Spec):
+    """PodDisruptionBudgets: voluntary evictions (node drains) never take all of a part."""
+
+    enabled: bool = Field(
+        True,
+        description="The embedded Redis and PostgreSQL (one pod each: a drain waits until a "
+        "person moves the bot) and every service with more than one replica (at most one "
+        "evicted at a time); CloudNativePG makes its own",
+    )
+
+
+class TopologySpread(Spec):
+    """Spread each component's pods over nodes or zones (multi-node clusters)."""
+
+    topology_key: Annotated[str, Field(max_length=316)] | None = Field(
+        None,
+        description="Node label to spread over (kubernetes.io/hostname, "
+        "topology.kubernetes.io/zone); unset: no constraint",
+    )
+    when_unsatisfiable: Literal["ScheduleAnyway", "DoNotSchedule"] = Field(
+        "ScheduleAnyway", description="Whether an unbalanced spread blocks scheduling"
+    )
+
+
 class TradingBotSpec(Spec):
     """A complete trading system: services, Redis, PostgreSQL, backups, policies, monitoring."""
 
@@ -567,6 +711,15 @@ class TradingBotSpec(Spec):
     )
     affinity: FreeForm | None = Field(None, description="Pod affinity (core/v1 Affinity)")
     tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations")
+    topology_spread: TopologySpread = Field(
+        default_factory=TopologySpread, description="Topology spread of each component's pods"
+    )
+    priority_class_name: ObjectName | None = Field(
+        None, description="PriorityClass of every pod (unset: the cluster's default)"
+    )
+    pod_disruption_budgets: PodDisruptionBudgets = Field(
+        default_factory=PodDisruptionBudgets, description="PodDisruptionBudgets"
+    )
 
 
 def parse_spec(spec: dict[str, Any] | None) -> TradingBotSpec:

@@ -41,7 +41,7 @@ def sync_breaker(
     """
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     meta = body["metadata"]
-    link = breaker.BreakerLink(ctx.redis_address(ns, name, password))
+    link = breaker.BreakerLink(ctx.address(ns, name, password))
     now = ctx.clock()
     errors: list[str] = []
     seen: market.Seen | None = None

@@ -36,6 +36,13 @@ API_USAGE: dict[tuple[str, str], tuple[str, ...]] = {
     ("networking.k8s.io", "networkpolicies"): _CHILD_VERBS,
     ("networking.k8s.io", "ingresses"): _CHILD_VERBS,
     ("monitoring.coreos.com", "servicemonitors"): _CHILD_VERBS,
+    ("policy", "poddisruptionbudgets"): _CHILD_VERBS,
+}
+
+#: Only with ``--cloudnativepg`` (chart value ``operator.cloudnativepg.enabled``): the
+#: CloudNativePG Clusters of bots in ``postgres.mode: cloudnativepg``.
+CNPG_USAGE: dict[tuple[str, str], tuple[str, ...]] = {
+    ("postgresql.cnpg.io", "clusters"): _CHILD_VERBS,
 }
 
 #: Only with ``--peering NAME`` (kopf's peering CRDs must be installed).

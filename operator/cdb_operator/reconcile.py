@@ -18,13 +18,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdb_operator import breaker, conditions, dependencies, metrics, restore
+from cdb_operator import breaker, conditions, dependencies, metrics, restore, stores
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.conditions import Cond
 from cdb_operator.model import parse_spec
 from cdb_operator.observation import clean as _clean
 from cdb_operator.observation import sync_breaker
 from cdb_operator.render import Bot, key_of, render_children, render_secret
+from cdb_operator.render.cnpg import KIND as CNPG_KIND
+from cdb_operator.render.cnpg import cluster_readiness
 from cdb_operator.render.common import MANAGED_BY
 from cdb_operator.render.config import CREDENTIAL_KEYS, SECRET_KEYS, secret_name
 from cdb_operator.render.monitoring import API_VERSION as MONITORING_API
@@ -39,7 +41,10 @@ PRUNABLE = (
     ("v1", "Service"),
     ("batch/v1", "CronJob"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("policy/v1", "PodDisruptionBudget"),
 )
+#: Conditions about the data stores, kept as they were when a reconcile fails elsewhere.
+STORE_CONDITIONS = (conditions.POSTGRES_READY, conditions.REDIS_READY, conditions.BUS_DURABLE)
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
@@ -64,6 +69,11 @@ class Context:
     clock: Callable[[], float] = time.time
     #: Market data older than this (seconds) makes ``MarketData`` False (reason NoData).
     market_stale_after: float = 300.0
+    #: Whether bots may use postgres.mode cloudnativepg (``--cloudnativepg``; the chart
+    #: grants CloudNativePG clusters only then).
+    cloudnativepg: bool = False
+    #: Bots with an external Redis (redis.mode external) → where the operator reaches it.
+    buses: dict[Key, breaker.RedisAddress] = field(default_factory=dict)
     passwords: dict[Key, dict[str, str]] = field(default_factory=dict)
     #: The newest body seen of each bot (kopf events and handlers keep it current): a
     #: reconcile started with an older body must not act on a spec already superseded.
@@ -75,6 +85,10 @@ class Context:
     def lock(self, key: Key) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+    def address(self, namespace: str, name: str, password: str | None) -> breaker.RedisAddress:
+        """Where the bot's bus is: its external Redis, or ``redis_address`` (embedded)."""
+        return self.buses.get((namespace, name)) or self.redis_address(namespace, name, password)
 
 
 def service_dns_address(template: str = "{name}-redis.{namespace}.svc:6379"):
@@ -268,8 +282,16 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         reason = None
         monitoring = False
         restore_status = previous.get("restore") or {}
+        store_conds: list[Cond] = []
         try:
             check_credentials(ctx, bot)
+            stores.check_cloudnativepg(ctx.kube, bot, ctx.cloudnativepg)
+            bus = stores.redis_address(ctx.kube, bot)
+            if bus is None:
+                ctx.buses.pop((ns, name), None)
+            else:
+                ctx.buses[(ns, name)] = bus
+            pg_password = stores.postgres_password(ctx.kube, bot)
             monitoring_api = ctx.kube.api_exists(MONITORING_API)
             if spec.monitoring.service_monitor != "disabled":
                 monitoring = monitoring_api
@@ -308,10 +330,20 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                     components[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = (
                         readiness(live, obj["kind"])
                     )
+                elif obj["kind"] == CNPG_KIND:
+                    components["postgres"] = cluster_readiness(live)
+                    store_conds.append(stores.cluster_condition(components["postgres"], live))
             desired = {key_of(o) for o in children}
             changed += [f"deleted {r}" for r in prune(ctx, bot, desired, existing, prunable)]
             if changed:
                 events.append(("Normal", "Applied", "; ".join(changed)))
+            if pg_password is not None:
+                store_conds.append(stores.probe_postgres(bot, pg_password))
+            if bus is not None:
+                store_conds += stores.probe_redis(bus)
+        except stores.StoreUnavailable as exc:
+            error, reason = exc, exc.reason
+            store_conds = stores.unavailable_conditions(exc)
         except SpecInvalid as exc:
             error, reason = exc, "SpecInvalid"
         except CredentialsMissing as exc:
@@ -324,9 +356,12 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         )
         conds = conditions.component_conditions(components, str(error) if error else None, reason)
         if error is None and components:  # an outage: which dependency the services wait for
-            address = ctx.redis_address(ns, name, password)
+            address = ctx.address(ns, name, password)
             conds = dependencies.observe(conds, components, address, previous.get("conditions"))
         conds += [breaker.condition(breaker_status), market_cond]
+        if error is not None and not store_conds:  # unknown now: keep what was seen
+            store_conds = [c for c in _conds_from(previous) if c.type in STORE_CONDITIONS]
+        conds += store_conds
         new = {"components": components, "breaker": breaker_status, "serviceMonitor": monitoring}
         if restore_status:
             new["restore"] = restore_status

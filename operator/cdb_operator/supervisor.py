@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from cdb_operator import breaker, reconcile, watch
+from cdb_operator import breaker, reconcile, stores, watch
 from cdb_operator.apply import ApiError
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,12 @@ def breaker_request_changed(body: dict[str, Any], last_status: dict[str, Any] | 
 async def _run(ctx: reconcile.Context, fn: Callable[..., Any], key: Key, body: dict) -> None:
     try:
         await asyncio.to_thread(fn, ctx, body)
-    except (reconcile.SpecInvalid, reconcile.CredentialsMissing, ApiError) as exc:
+    except (
+        reconcile.SpecInvalid,
+        reconcile.CredentialsMissing,
+        stores.StoreUnavailable,
+        ApiError,
+    ) as exc:
         log.info("%s/%s not reconciled: %s", *key, exc)
     except Exception:  # one bot's surprise must not stop the others
         log.exception("supervising %s/%s failed", *key)
@@ -145,7 +150,7 @@ async def _address(ctx: reconcile.Context, key: Key) -> breaker.RedisAddress:
             ctx.kube.get, "v1", "Secret", key[0], f"{key[1]}-passwords"
         )
         password = reconcile.decode_secret(secret).get("REDIS_PASSWORD") if secret else None
-    return ctx.redis_address(key[0], key[1], password)
+    return ctx.address(key[0], key[1], password)
 
 
 async def observe(ctx: reconcile.Context, tracker: Tracker, options: Options) -> None:

@@ -63,6 +63,7 @@ async def watch_bot(
                 host=where.host,
                 port=where.port,
                 password=where.password,
+                ssl=where.tls,
                 socket_connect_timeout=3,
                 socket_timeout=BLOCK_MS / 1000 + 5,
             )

@@ -570,6 +570,7 @@ def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Re
         port=settings.REDIS_PORT,
         password=password,
         db=settings.REDIS_DB,
+        ssl=settings.REDIS_TLS,
         retry=retry,
         **timeouts,
     )

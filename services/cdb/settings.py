@@ -36,6 +36,7 @@ class BaseServiceSettings(BaseSettings):
     REDIS_PORT: int = Field(6379, ge=1, le=65535, description="Redis port")
     REDIS_PASSWORD: SecretStr | None = Field(None, description="Redis password (requirepass)")
     REDIS_DB: int = Field(0, ge=0, le=15, description="Redis database number")
+    REDIS_TLS: bool = Field(False, description="Connect to Redis over TLS (an external Redis)")
     LOG_LEVEL: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level of JSON logs"
     )

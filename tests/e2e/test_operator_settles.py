@@ -137,7 +137,7 @@ def operator_writes(namespace: str) -> dict[str, Any]:
     StatefulSet controller its status), so resourceVersion alone would blame the operator
     for them; the ``cdb-operator`` manager's entries change only when it writes.
     """
-    kinds = "configmaps,services,deployments,statefulsets,cronjobs,networkpolicies,pvc"
+    kinds = "configmaps,services,deployments,statefulsets,cronjobs,networkpolicies,pvc,pdb"
     out = kubectl(
         "get", kinds, "-n", namespace, "-l", f"app.kubernetes.io/instance={BOT}", "-o", "json"
     ).stdout

@@ -120,6 +120,9 @@ app.kubernetes.io/component: operator
 {{- if .Values.operator.verbose }}
 - --verbose
 {{- end }}
+{{- if .Values.operator.cloudnativepg.enabled }}
+- --cloudnativepg
+{{- end }}
 {{- if .Values.operator.watchNamespaces }}
 {{- range .Values.operator.watchNamespaces }}
 - --namespace={{ . }}

@@ -1,5 +1,6 @@
 {{/*
-The operator's API calls as RBAC rules: exactly cdb_operator.rbac.API_USAGE, nothing more
+The operator's API calls as RBAC rules: exactly cdb_operator.rbac.API_USAGE (and CNPG_USAGE
+with operator.cloudnativepg.enabled), nothing more
 (tests/test_chart_rbac.py compares them both ways). The operator runs without kopf peering
 (one replica, Recreate), so kopf.dev peering objects are not granted.
 */}}
@@ -43,6 +44,15 @@ The operator's API calls as RBAC rules: exactly cdb_operator.rbac.API_USAGE, not
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if .Values.operator.cloudnativepg.enabled }}
+# postgres.mode cloudnativepg (cdb_operator.rbac.CNPG_USAGE): only when enabled.
+- apiGroups: ["postgresql.cnpg.io"]
+  resources: ["clusters"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- end }}
 
 {{/* Cluster-scoped rules (a YAML list; empty: the operator needs none). */}}

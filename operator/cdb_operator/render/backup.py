@@ -45,6 +45,14 @@ def render_backup_pvc(bot: Bot) -> Manifest:
     }
 
 
+def backup_args(bot: Bot) -> list[str]:
+    """``cdb backup`` arguments: with the embedded Redis, its RDB snapshot too (``--redis``);
+    an external Redis is the provider's to snapshot (managed services mostly refuse the
+    replication protocol ``redis-cli --rdb`` uses)."""
+    args = ["backup", "--output", MOUNT, "--keep", str(bot.spec.backup.retention)]
+    return [*args, "--redis"] if bot.spec.redis.mode == "embedded" else args
+
+
 def render_backup_cronjob(bot: Bot) -> Manifest:
     spec = bot.spec.backup
     tmp, tmp_mount = tmp_volume()
@@ -53,11 +61,11 @@ def render_backup_cronjob(bot: Bot) -> Manifest:
         "image": image(bot),
         "imagePullPolicy": bot.spec.image.pull_policy,
         "command": ["cdb"],
-        "args": ["backup", "--output", MOUNT, "--keep", str(spec.retention), "--redis"],
+        "args": backup_args(bot),
         "envFrom": config.env_from(bot),
         "env": [
-            config.secret_env(bot, "POSTGRES_PASSWORD"),
-            config.secret_env(bot, "REDIS_PASSWORD"),
+            config.postgres_password_env(bot),
+            *config.redis_password_env(bot),
         ],
         "securityContext": container_security_context(),
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},

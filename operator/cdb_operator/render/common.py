@@ -112,10 +112,23 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def scheduling(bot: Bot) -> dict[str, Any]:
-    """nodeSelector / affinity / tolerations of every pod (amd64 nodes by default)."""
+def scheduling(bot: Bot, component: str | None = None) -> dict[str, Any]:
+    """nodeSelector / affinity / tolerations / priorityClassName of every pod (amd64 nodes by
+    default), and for a long-running ``component`` the topology spread of its own pods."""
     spec = bot.spec
     out: dict[str, Any] = {}
+    if spec.priority_class_name:
+        out["priorityClassName"] = spec.priority_class_name
+    spread = spec.topology_spread
+    if component and spread.topology_key:
+        out["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": spread.topology_key,
+                "whenUnsatisfiable": spread.when_unsatisfiable,
+                "labelSelector": {"matchLabels": selector_labels(bot, component)},
+            }
+        ]
     if spec.node_selector:
         out["nodeSelector"] = dict(spec.node_selector)
     if spec.affinity:

@@ -29,6 +29,48 @@ def secret_name(bot: Bot) -> str:
     return bot.child("passwords")
 
 
+def cnpg_name(bot: Bot) -> str:
+    """The CloudNativePG Cluster (mode cloudnativepg): its Services are ``<name>-rw`` etc.,
+    its generated credentials the Secret ``<name>-app`` (keys username, password)."""
+    return bot.child("postgres")
+
+
+def postgres_endpoint(bot: Bot) -> dict[str, str]:
+    """POSTGRES_HOST/PORT/USER/DB (and libpq's PGSSLMODE for an external database)."""
+    pg = bot.spec.postgres
+    if pg.mode == "external" and pg.external is not None:
+        ext = pg.external
+        return {
+            "POSTGRES_HOST": ext.host,
+            "POSTGRES_PORT": str(ext.port),
+            "POSTGRES_USER": ext.user,
+            "POSTGRES_DB": ext.database,
+            # libpq reads it for every connection without an sslmode of its own: the
+            # services (psycopg2), pg_dump and psql alike
+            "PGSSLMODE": ext.ssl_mode,
+        }
+    host = f"{cnpg_name(bot)}-rw" if pg.mode == "cloudnativepg" else bot.child("postgres")
+    return {
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(POSTGRES_PORT),
+        "POSTGRES_USER": POSTGRES_USER,
+        "POSTGRES_DB": POSTGRES_DB,
+    }
+
+
+def redis_endpoint(bot: Bot) -> dict[str, str]:
+    """REDIS_HOST/PORT/DB/TLS of the bus."""
+    r = bot.spec.redis
+    if r.mode == "external" and r.external is not None:
+        return {
+            "REDIS_HOST": r.external.host,
+            "REDIS_PORT": str(r.external.port),
+            "REDIS_DB": "0",
+            "REDIS_TLS": "true" if r.external.tls else "false",
+        }
+    return {"REDIS_HOST": bot.child("redis"), "REDIS_PORT": str(REDIS_PORT), "REDIS_DB": "0"}
+
+
 def settings_env(bot: Bot) -> dict[str, str]:
     """Spec → environment variables every service reads (all non-secret)."""
     s = bot.spec
@@ -37,13 +79,8 @@ def settings_env(bot: Bot) -> dict[str, str]:
         return f"{value:g}"
 
     return {
-        "REDIS_HOST": bot.child("redis"),
-        "REDIS_PORT": str(REDIS_PORT),
-        "REDIS_DB": "0",
-        "POSTGRES_HOST": bot.child("postgres"),
-        "POSTGRES_PORT": str(POSTGRES_PORT),
-        "POSTGRES_USER": POSTGRES_USER,
-        "POSTGRES_DB": POSTGRES_DB,
+        **redis_endpoint(bot),
+        **postgres_endpoint(bot),
         "EXCHANGE_ID": s.exchange.name,
         "TRADING_MODE": s.exchange.mode,
         # live data streams over the exchange's websockets (REST repairs the stream)
@@ -105,6 +142,30 @@ def secret_env(bot: Bot, key: str, name: str | None = None) -> dict[str, Any]:
         "name": name or key,
         "valueFrom": {"secretKeyRef": {"name": secret_name(bot), "key": key}},
     }
+
+
+def postgres_password_env(bot: Bot, name: str = "POSTGRES_PASSWORD") -> dict[str, Any]:
+    """The database password: generated (embedded), CloudNativePG's ``<cluster>-app``
+    Secret (cloudnativepg), or the user's ``postgres.external.passwordSecret``."""
+    pg = bot.spec.postgres
+    if pg.mode == "cloudnativepg":
+        ref = {"name": f"{cnpg_name(bot)}-app", "key": "password"}
+    elif pg.mode == "external" and pg.external is not None:
+        ref = {"name": pg.external.password_secret.name, "key": pg.external.password_secret.key}
+    else:
+        return secret_env(bot, "POSTGRES_PASSWORD", name=name)
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def redis_password_env(bot: Bot, name: str = "REDIS_PASSWORD") -> list[dict[str, Any]]:
+    """The bus password as env (none for an external Redis without one)."""
+    r = bot.spec.redis
+    if r.mode == "external" and r.external is not None:
+        ref = r.external.password_secret
+        if ref is None:
+            return []
+        return [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+    return [secret_env(bot, "REDIS_PASSWORD", name=name)]
 
 
 def credentials_env(bot: Bot) -> list[dict[str, Any]]:

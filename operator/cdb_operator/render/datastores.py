@@ -79,7 +79,7 @@ def _statefulset(
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
                     "volumes": volumes,
-                    **scheduling(bot),
+                    **scheduling(bot, component),
                 },
             },
             "volumeClaimTemplates": [claim],

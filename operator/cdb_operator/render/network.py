@@ -79,55 +79,7 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
                 }
             ],
         ),
-        _policy(
-            bot,
-            "redis",
-            _pods(bot, ["redis"]),
-            ingress=[
-                {
-                    "from": [
-                        {"podSelector": _pods(bot, redis_clients)},
-                        {
-                            "namespaceSelector": _namespace(
-                                np.operator_namespace or bot.operator_namespace
-                            ),
-                            "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
-                        },
-                    ],
-                    "ports": [_tcp(config.REDIS_PORT)],
-                }
-            ],
-        ),
-        _policy(
-            bot,
-            "to-redis",
-            _pods(bot, redis_clients),
-            egress=[
-                {"to": [{"podSelector": _pods(bot, ["redis"])}], "ports": [_tcp(config.REDIS_PORT)]}
-            ],
-        ),
-        _policy(
-            bot,
-            "postgres",
-            _pods(bot, ["postgres"]),
-            ingress=[
-                {
-                    "from": [{"podSelector": _pods(bot, pg_clients)}],
-                    "ports": [_tcp(config.POSTGRES_PORT)],
-                }
-            ],
-        ),
-        _policy(
-            bot,
-            "to-postgres",
-            _pods(bot, pg_clients),
-            egress=[
-                {
-                    "to": [{"podSelector": _pods(bot, ["postgres"])}],
-                    "ports": [_tcp(config.POSTGRES_PORT)],
-                }
-            ],
-        ),
+        *_store_policies(bot, redis_clients, pg_clients),
         _policy(
             bot,
             "internet",
@@ -150,6 +102,65 @@ def render_network_policies(bot: Bot) -> list[Manifest]:
         *_dashboard_policies(bot),
     ]
     return policies
+
+
+def _store_policies(bot: Bot, redis_clients: list[str], pg_clients: list[str]) -> list[Manifest]:
+    """Ingress to the embedded stores and egress to them; to an external store, egress on
+    its port to any address (a NetworkPolicy cannot name a host); to a CloudNativePG
+    Cluster, egress to its instances (CloudNativePG's pods carry ``cnpg.io/cluster``)."""
+    np = bot.spec.network_policy
+    out = []
+    r, pg = bot.spec.redis, bot.spec.postgres
+    if r.mode == "embedded":
+        operator_pods = {
+            "namespaceSelector": _namespace(np.operator_namespace or bot.operator_namespace),
+            "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+        }
+        out.append(
+            _policy(
+                bot,
+                "redis",
+                _pods(bot, ["redis"]),
+                ingress=[
+                    {
+                        "from": [{"podSelector": _pods(bot, redis_clients)}, operator_pods],
+                        "ports": [_tcp(config.REDIS_PORT)],
+                    }
+                ],
+            )
+        )
+        to_redis = {
+            "to": [{"podSelector": _pods(bot, ["redis"])}],
+            "ports": [_tcp(config.REDIS_PORT)],
+        }
+    else:
+        to_redis = {"ports": [_tcp(r.external.port)]}
+    out.append(_policy(bot, "to-redis", _pods(bot, redis_clients), egress=[to_redis]))
+    if pg.mode == "embedded":
+        out.append(
+            _policy(
+                bot,
+                "postgres",
+                _pods(bot, ["postgres"]),
+                ingress=[
+                    {
+                        "from": [{"podSelector": _pods(bot, pg_clients)}],
+                        "ports": [_tcp(config.POSTGRES_PORT)],
+                    }
+                ],
+            )
+        )
+        to_pg = {
+            "to": [{"podSelector": _pods(bot, ["postgres"])}],
+            "ports": [_tcp(config.POSTGRES_PORT)],
+        }
+    elif pg.mode == "cloudnativepg":
+        cnpg_pods = {"matchLabels": {"cnpg.io/cluster": config.cnpg_name(bot)}}
+        to_pg = {"to": [{"podSelector": cnpg_pods}], "ports": [_tcp(config.POSTGRES_PORT)]}
+    else:
+        to_pg = {"ports": [_tcp(pg.external.port)]}
+    out.append(_policy(bot, "to-postgres", _pods(bot, pg_clients), egress=[to_pg]))
+    return out
 
 
 def _dashboard_policies(bot: Bot) -> list[Manifest]:

@@ -82,7 +82,7 @@ def render_restore_job(bot: Bot, request_id: str, backup: str) -> Manifest:
         "imagePullPolicy": bot.spec.image.pull_policy,
         "command": ["sh", "-c", SCRIPT, "restore", restore_target(backup)],
         "envFrom": config.env_from(bot),
-        "env": [config.secret_env(bot, "POSTGRES_PASSWORD")],
+        "env": [config.postgres_password_env(bot)],
         "securityContext": container_security_context(),
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "volumeMounts": [{"name": "backups", "mountPath": MOUNT, "readOnly": True}, tmp_mount],

@@ -42,10 +42,10 @@ def service_env(bot: Bot, service: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "HTTP_PORT", "value": str(model.SERVICE_PORTS[service])},
         {"name": "CDB_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        config.secret_env(bot, "REDIS_PASSWORD"),
+        *config.redis_password_env(bot),
     ]
     if service in model.POSTGRES_USERS or service in model.POSTGRES_READERS:
-        env.append(config.secret_env(bot, "POSTGRES_PASSWORD"))
+        env.append(config.postgres_password_env(bot))
     if service == "execution":
         env.extend(config.credentials_env(bot))
     if service == "dashboard":
@@ -135,7 +135,7 @@ def render_deployment(bot: Bot, service: str) -> Manifest:
         "terminationGracePeriodSeconds": 30,
         "containers": [main],
         "volumes": [tmp_volume()[0]],
-        **scheduling(bot),
+        **scheduling(bot, service),
     }
     if service in model.POSTGRES_USERS:
         migrate = _container(bot, "migrate", ["db", "migrate"], env)

@@ -181,6 +181,7 @@ def _snapshot_redis(settings: BaseServiceSettings, target: Path, timeout_s: floa
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
         password=redis_password(settings),
+        ssl=settings.REDIS_TLS,
         socket_timeout=10,
         socket_connect_timeout=5,
         retry=Retry(NoBackoff(), 0),  # fail at once; the CronJob's backoffLimit retries the job

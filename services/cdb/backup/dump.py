@@ -79,6 +79,7 @@ def redis_cli_argv(redis_cli: str, settings: BaseServiceSettings, target: Path) 
         settings.REDIS_HOST,
         "-p",
         str(settings.REDIS_PORT),
+        *(["--tls"] if settings.REDIS_TLS else []),
         "--no-auth-warning",
         "--rdb",
         str(target),

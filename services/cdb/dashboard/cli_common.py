@@ -51,6 +51,7 @@ def redis_for(data_dir: Path | None) -> redis.Redis:
         host=rs.REDIS_HOST,
         port=rs.REDIS_PORT,
         db=rs.REDIS_DB,
+        ssl=rs.REDIS_TLS,
         password=rs.REDIS_PASSWORD.get_secret_value() if rs.REDIS_PASSWORD else None,
         socket_timeout=3,
         socket_connect_timeout=3,
