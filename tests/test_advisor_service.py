@@ -77,13 +77,15 @@ def test_advisor_runs_on_the_real_loop_and_its_events_are_persisted(
         assert status["mode"] == "shadow" and status["model_version"] == model["version"]
         assert status["observations"]["scored"] > 0
         metrics = advisor.metrics()
-        info = next(line for line in metrics.splitlines() if line.startswith("advisor_model_info{"))
+        info = next(
+            line for line in metrics.splitlines() if line.startswith("cdb_advisor_model_info{")
+        )
         assert f'version="{model["version"]}"' in info and info.endswith(" 1.0")
-        assert 'advisor_decisions_total{agreement="' in metrics
-        assert "advisor_ml_signals_total" in metrics
+        assert 'cdb_advisor_decisions_total{agreement="' in metrics
+        assert "cdb_advisor_ml_signals_total" in metrics
         # a symbol's decision gets its forward outcome once 15 more observations came in
         wait_until(
-            lambda: "advisor_outcomes_total{" in advisor.metrics(),
+            lambda: "cdb_advisor_outcomes_total{" in advisor.metrics(),
             timeout=60,
             message="forward outcomes in /metrics",
         )

@@ -339,7 +339,7 @@ class Advisor(Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!self.enabled || has(self.model)",
+                    "rule": "!has(self.enabled) || !self.enabled || has(self.model)",
                     "message": "advisor.model is required when advisor.enabled is true",
                     "fieldPath": ".model",
                     "reason": "FieldValueRequired",

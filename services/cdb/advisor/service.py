@@ -39,18 +39,18 @@ class _AdvisorCollector:
     def collect(self):
         a = self.service.advisor
         info = GaugeMetricFamily(
-            "advisor_model_info", "The loaded model (value 1)", labels=["version", "threshold"]
+            "cdb_advisor_model_info", "The loaded model (value 1)", labels=["version", "threshold"]
         )
         info.add_metric([a.model.version, f"{a.threshold:.4f}"], 1)
         yield info
         obs = CounterMetricFamily(
-            "advisor_observations", "market_data observations, by result", labels=["result"]
+            "cdb_advisor_observations", "market_data observations, by result", labels=["result"]
         )
         for result, n in sorted(a.observations.items()):
             obs.add_metric([result], n)
         yield obs
         decisions = CounterMetricFamily(
-            "advisor_decisions",
+            "cdb_advisor_decisions",
             "Scored observations by agreement of model and rules (before cooldowns)",
             labels=["symbol", "agreement"],
         )
@@ -61,7 +61,7 @@ class _AdvisorCollector:
                 decisions.add_metric(["", cat], 0)
         yield decisions
         outcomes = CounterMetricFamily(
-            "advisor_outcomes",
+            "cdb_advisor_outcomes",
             "Decisions whose forward return is known: hit (beat the costs) or miss",
             labels=["symbol", "agreement", "outcome"],
         )
@@ -69,7 +69,7 @@ class _AdvisorCollector:
             outcomes.add_metric([symbol, cat, outcome], n)
         yield outcomes
         forward = GaugeMetricFamily(
-            "advisor_forward_return_pct_sum",
+            "cdb_advisor_forward_return_pct_sum",
             "Sum of the known forward returns (%) of decisions, by agreement",
             labels=["symbol", "agreement"],
         )
@@ -77,13 +77,13 @@ class _AdvisorCollector:
             forward.add_metric([symbol, cat], value)
         yield forward
         published = CounterMetricFamily(
-            "advisor_ml_signals", "ml_signal events published", labels=["symbol"]
+            "cdb_advisor_ml_signals", "ml_signal events published", labels=["symbol"]
         )
         for symbol, n in sorted(a.published_by_symbol.items()):
             published.add_metric([symbol], n)
         yield published
         yield CounterMetricFamily(
-            "advisor_suppressed_cooldown",
+            "cdb_advisor_suppressed_cooldown",
             "ml_signals the per-symbol cooldown held back",
             value=a.suppressed,
         )
