@@ -48,6 +48,8 @@ BINARIES = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}
 # Kubernetes minor versions the chart supports; every rendered object is validated against
 # each one's official OpenAPI schema (strict: unknown fields are errors).
 SUPPORTED_K8S_VERSIONS = (
+    "1.28.0",
+    "1.29.0",
     "1.30.0",
     "1.31.0",
     "1.32.0",
