@@ -100,7 +100,7 @@ class Book(Protocol):
     def get(self, cur: Any, client_id: str, lock: bool = False) -> Any: ...
     def find_trade(self, cur: Any, client_id: str) -> ExecutionReport | None: ...
     def lock_book(self, cur: Any, symbol: str) -> Any: ...
-    def apply(self, cur: Any, order: Any, report: ExecutionReport) -> None: ...
+    def apply(self, cur: Any, order: Any, report: ExecutionReport, book: Any = None) -> None: ...
 
 
 class PaperExchange:
@@ -189,7 +189,7 @@ class PaperExchange:
                 fill.fee,
                 exchange_order_id=f"paper-{request.client_id}",
             )
-            self.book.apply(cur, order, report)
+            self.book.apply(cur, order, report, held)  # held: locked above, not again
         if fault:  # timeout_after_fill: the fill is committed, the caller never hears of it
             raise ExchangeUnavailable("paper fault: response lost after the order was filled")
         return report
