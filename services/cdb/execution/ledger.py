@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,15 @@ class StoredOrder:
             exchange_order_id=self.exchange_order_id and self.exchange_order_id[:64],
             mode=self.mode if self.mode in ("paper", "validate", "live") else "paper",  # type: ignore[arg-type]
         )
+
+
+def trade_report(client_id: str, rows: list) -> ExecutionReport | None:
+    """An order's fill from its ``trades`` rows (trade_id, quantity, price, fee), or None."""
+    if not rows:
+        return None
+    qty = sum(r[1] for r in rows)
+    avg = sum(r[1] * r[2] for r in rows) / qty
+    return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
 
 
 def base_asset(symbol: str) -> str:
@@ -254,12 +263,66 @@ class Ledger:
             "SELECT trade_id, quantity, price, fee FROM trades WHERE client_id = %s ORDER BY id",
             (client_id,),
         )
-        rows = cur.fetchall()
-        if not rows:
-            return None
-        qty = sum(r[1] for r in rows)
-        avg = sum(r[1] * r[2] for r in rows) / qty
-        return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
+        return trade_report(client_id, cur.fetchall())
+
+    def fill_once(
+        self,
+        client_id: str,
+        symbol: str,
+        fill: Callable[[StoredOrder, Book], ExecutionReport],
+    ) -> ExecutionReport:
+        """The paper venue's fill of a recorded order, in one transaction of two round trips.
+
+        The first locks the order row, the cash row and the symbol's position and reads
+        them with the order's earlier trades (BEGIN rides along); ``fill(order, book)``
+        prices the fill in between (it may raise, which rolls everything back); the
+        second writes trade, position, cash and order status and commits. An order with
+        a trade already is not filled again: its first fill is returned. Raises
+        ``KeyError`` when the order was never recorded.
+        """
+        conn = self._connection()
+        cols = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+        params = {"c": client_id, "q": self.quote_asset, "s": symbol}
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(
+                        "BEGIN;"
+                        " SELECT 1 FROM orders WHERE client_id = %(c)s FOR UPDATE;"
+                        " SELECT 1 FROM balances WHERE asset = %(q)s FOR UPDATE;"
+                        " SELECT 1 FROM positions WHERE symbol = %(s)s FOR UPDATE;"
+                        f" SELECT {cols}, (SELECT free FROM balances WHERE asset = %(q)s),"
+                        " p.quantity, p.avg_price, p.realized_pnl,"
+                        " (SELECT json_agg(json_build_array(trade_id, quantity, price, fee)"
+                        "  ORDER BY id) FROM trades WHERE client_id = %(c)s)"
+                        " FROM (VALUES (1)) AS one LEFT JOIN orders o ON o.client_id = %(c)s"
+                        " LEFT JOIN positions p ON p.symbol = %(s)s",
+                        params,
+                    )
+                    row = cur.fetchone()
+                    n = len(_ORDER_COLUMNS.split(","))
+                    if row[0] is None:
+                        raise KeyError(f"no order {client_id}")
+                    order = StoredOrder(*row[:n])
+                    cash, qty, avg, pnl, trades = row[n:]
+                    existing = trade_report(client_id, trades or [])
+                    if existing is not None:
+                        cur.execute("ROLLBACK")  # a duplicate client id: the first fill stands
+                        return existing
+                    book = Book(cash if cash is not None else 0.0)
+                    if qty is not None:
+                        book = Book(book.cash, qty, avg, pnl)
+                    report = fill(order, book)
+                    self.apply(cur, order, report, book, commit=True)
+                except BaseException:
+                    if not conn.closed:
+                        with contextlib.suppress(psycopg2.Error):
+                            cur.execute("ROLLBACK")
+                    raise
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self.close()
+            raise
+        return report
 
     def risk_breaker(self) -> dict[str, Any] | None:
         """The risk manager's persisted breaker (``service_state`` risk/breaker), or None.
@@ -345,11 +408,13 @@ class Ledger:
         order: StoredOrder,
         report: ExecutionReport,
         book: Book | None = None,
+        commit: bool = False,
     ) -> None:
         """Write a final outcome inside the caller's transaction: trade, position, cash, order.
 
         ``book`` is the cash and position the caller already locked in this transaction
-        (``lock_book``), or None to lock them here. The writes go in one round trip.
+        (``lock_book``), or None to lock them here. The writes go in one round trip;
+        ``commit`` adds the caller's explicit ``COMMIT`` to it (``fill_once``).
         """
         now = int(time.time())
         writes: list[bytes] = []
@@ -433,7 +498,7 @@ class Ledger:
                 ),
             )
         )
-        cur.execute(b";\n".join(writes))
+        cur.execute(b";\n".join([*writes, b"COMMIT"] if commit else writes))
 
     def record(self, client_id: str, report: ExecutionReport) -> StoredOrder:
         """Store an order's final outcome once; a second report for a final order changes nothing."""
