@@ -23,8 +23,8 @@ p50 <= 2 ms, p99 <= 6 ms. They were set on a disk whose ``pg_test_fsync`` gave
 multiple is what carries over to another disk.
 
 Run: ``python -m bench run latency`` (``--rate``, ``--latency-duration``, ``--symbols``;
-``--profile`` samples risk, execution and signal with py-spy, waiting included, and
-prints where each one's decision time goes).
+``--profile`` samples risk and execution with py-spy, waiting included, and prints
+where each one's decision time goes).
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ TARGETS = {"market_data → order": (1.0, 3.0), "market_data → order_result": 
 #: fdatasync µs/op of the disk the targets were set on (issue 20): targets / this = multiples
 TARGET_FSYNC_US = 87.0
 #: service → the function whose stacks are the decision path (``--profile``)
-PROFILED = {
-    "risk": "on_signal (",
-    "execution": "execution/executor.py:",
-    "signal": "signal/service.py:",
-}
+PROFILED = {"risk": "on_signal (", "execution": "execution/executor.py:"}
+#: py-spy's rate with ``--profile``: low, since it samples every thread, idle or not, and
+#: at 500 Hz on two shared cores it starved the services it measured (load 4 → 20)
+PROFILE_HZ = 100
 
 
 def ms(entry_id: bytes | str) -> int:
@@ -160,7 +159,7 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         if want_profile:
             for name in PROFILED:
                 out = prof.output_path(f"latency-{name}")
-                spies[name] = (prof.record(procs[name].pid, out, rate=500, idle=True), out)
+                spies[name] = (prof.record(procs[name].pid, out, rate=PROFILE_HZ, idle=True), out)
         fired, sent = produce(client, rate, seconds, 1.0 if quick else 3.0, n_symbols)
         for spy, _out in spies.values():
             if spy is not None:
