@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--no-aof", action="store_true", help="Redis without AOF (to show what AOF costs)"
     )
-    run.add_argument("--profile", action="store_true", help="signal/pipeline/latency: py-spy profiles")
+    run.add_argument(
+        "--profile", action="store_true", help="signal/pipeline/latency: py-spy profiles"
+    )
     run.add_argument("--flips", type=int, default=20, help="operator: breaker flips on a cluster")
     run.add_argument("--bots", type=int, default=100, help="operator: TradingBots at scale")
     sub.add_parser("machine", help="print the machine description")
