@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--no-aof", action="store_true", help="Redis without AOF (to show what AOF costs)"
     )
-    run.add_argument("--profile", action="store_true", help="signal/pipeline: py-spy profiles")
+    run.add_argument(
+        "--profile", action="store_true", help="signal/pipeline/latency: py-spy profiles"
+    )
     run.add_argument("--ft-days", type=int, default=30, help="freqtrade: days of 1m candles")
     run.add_argument("--ft-symbols", type=int, default=20, help="freqtrade: symbols")
     run.add_argument("--ft-venv", default=None, help="freqtrade: its virtualenv (made if missing)")

@@ -21,12 +21,17 @@ def output_path(name: str) -> str:
     return str(Path(tempfile.gettempdir()) / f"cdb-bench-{name}-{int(time.time())}.txt")
 
 
-def record(pid: int, out: str, rate: int = 250) -> subprocess.Popen | None:
-    """Start py-spy on ``pid`` (None when py-spy is not installed)."""
+def record(pid: int, out: str, rate: int = 250, idle: bool = False) -> subprocess.Popen | None:
+    """Start py-spy on ``pid`` (None when py-spy is not installed).
+
+    ``idle``: keep samples of a thread that waits (on a socket, a lock): a latency
+    profile needs the time spent waiting for Redis and PostgreSQL, not only the CPU.
+    """
     binary = shutil.which("py-spy")
     if not binary:
         return None
     cmd = [binary, "record", "-p", str(pid), "-o", out, "-f", "raw", "-r", str(rate), "-n"]
+    cmd += ["--idle"] if idle else []
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.latency import percentile
+from bench.latency import TARGETS, percentile
 from bench.report import Result
 
 
@@ -14,7 +14,7 @@ def _gap(value: float, target: float, higher_is_better: bool = True) -> str:
 
 def summarize(context: dict) -> Result:
     """A table of every target whose benchmark ran in this invocation."""
-    result = Result("targets", "Targets (issue 7) against this run")
+    result = Result("targets", "Targets (issues 7 and 20) against this run")
     t = result.table("Targets", ["target", "required", "measured", "verdict"])
     if "signal" in context:
         s = context["signal"]
@@ -61,11 +61,16 @@ def summarize(context: dict) -> Result:
             _gap(feed["p99"], 5, False),
         )
     if "latency" in context:
-        e2e = context["latency"].get("market_data → order_result") or []
-        if e2e:
-            p50, p99 = percentile(e2e, 50), percentile(e2e, 99)
-            t.add("tick → order_result p50, ms", "<= 2", p50, _gap(p50, 2, False))
-            t.add("tick → order_result p99, ms", "<= 10", p99, _gap(p99, 10, False))
+        lat = context["latency"]
+        for hop, (t50, t99) in TARGETS.items():
+            values = lat.get(hop) or []
+            end = hop.split(" → ")[1]
+            for label, q, target in (("p50", 50, t50), ("p99", 99, t99)):
+                if values:
+                    got = percentile(values, q)
+                    t.add(
+                        f"tick → {end} {label}, ms", f"<= {target:g}", got, _gap(got, target, False)
+                    )
     if "replay" in context:
         r = context["replay"]["full"]
         t.add(

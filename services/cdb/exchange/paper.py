@@ -100,7 +100,8 @@ class Book(Protocol):
     def get(self, cur: Any, client_id: str, lock: bool = False) -> Any: ...
     def find_trade(self, cur: Any, client_id: str) -> ExecutionReport | None: ...
     def lock_book(self, cur: Any, symbol: str) -> Any: ...
-    def apply(self, cur: Any, order: Any, report: ExecutionReport) -> None: ...
+    def apply(self, cur: Any, order: Any, report: ExecutionReport, book: Any = None) -> None: ...
+    def fill_once(self, client_id: str, symbol: str, fill: Any) -> ExecutionReport: ...
 
 
 class PaperExchange:
@@ -163,15 +164,11 @@ class PaperExchange:
         fault = self._fault()
         if fault and fault[0] != "timeout_after_fill":
             self._raise_before(*fault)
-        with self.book.transaction() as cur:
-            order = self.book.get(cur, request.client_id, lock=True)
-            if order is None:
-                raise InvalidOrder(f"order {request.client_id} was not recorded before sending")
-            existing = self.book.find_trade(cur, request.client_id)
-            if existing is not None:
-                return existing  # a duplicate client order id: the first fill stands
-            held = self.book.lock_book(cur, request.symbol)
-            fill = quote_fill(
+        filled = []
+
+        def fill(_order: Any, held: Any) -> ExecutionReport:
+            filled.append(True)
+            priced = quote_fill(
                 request.side,
                 request.quantity,
                 request.price,  # type: ignore[arg-type]  # check() made sure
@@ -181,16 +178,22 @@ class PaperExchange:
                 self.slippage_pct,
                 self.book.quote_asset,
             )
-            report = ExecutionReport(
+            return ExecutionReport(
                 request.client_id,
                 "FILLED",
                 request.quantity,
-                fill.price,
-                fill.fee,
+                priced.price,
+                priced.fee,
                 exchange_order_id=f"paper-{request.client_id}",
             )
-            self.book.apply(cur, order, report)
-        if fault:  # timeout_after_fill: the fill is committed, the caller never hears of it
+
+        try:  # a duplicate client order id gets the first fill back, never a second one
+            report = self.book.fill_once(request.client_id, request.symbol, fill)
+        except KeyError as exc:
+            raise InvalidOrder(
+                f"order {request.client_id} was not recorded before sending"
+            ) from exc
+        if fault and filled:  # timeout_after_fill: the fill is committed, the caller never hears
             raise ExchangeUnavailable("paper fault: response lost after the order was filled")
         return report
 

@@ -58,6 +58,9 @@ from cdb.runtime import TransientError
 
 log = logging.getLogger(__name__)
 
+#: ``_halted``'s "the breaker was not read with the order": ask ``halt``.
+UNREAD = object()
+
 
 class Executor:
     """Runs orders through a venue against the ledger; see the module docstring for the rules."""
@@ -73,6 +76,7 @@ class Executor:
         lookups: int = 5,
         lookup_backoff_s: float = 0.5,
         halt: Callable[[str], str | None] = lambda side: None,
+        halt_state: Callable[[dict | None, str], str | None] | None = None,
         refused: Callable[[int, dict], None] = lambda count, latest: None,
         fence: Callable[[], None] = lambda: None,
         pause: Callable[[str, str], None] = lambda point, client_id: None,
@@ -86,6 +90,9 @@ class Executor:
         self.lookup_backoff_s = lookup_backoff_s
         self.backoff_max_s = backoff_max_s
         self.halt = halt
+        #: (persisted breaker, side) → refusal; when given, ``execute`` reads the breaker
+        #: together with the order's row instead of asking ``halt`` in a round trip of its own
+        self.halt_state = halt_state
         self.refused = refused
         self.backoff = wait_exponential_jitter(multiplier=0.2, max=backoff_max_s, jitter=0.1)
         self.fence = fence
@@ -96,29 +103,41 @@ class Executor:
     # -- one order ------------------------------------------------------------------------------
 
     def execute(self, order: Order, market_price: float | None) -> OrderResult | None:
-        """The order's final result (new or stored), or None while it is ``UNKNOWN``."""
-        stored = self.ledger.claim(order)
+        """The order's final result (new or stored), or None while it is ``UNKNOWN``.
+
+        The common case costs two database round trips before the venue is called: one
+        read (the order's row and, with ``halt_state``, the persisted breaker) and one
+        committed write that records the order ``SENT``.
+        """
+        if self.halt_state is not None:
+            stored, breaker = self.ledger.prepare(order.client_id)
+        else:
+            stored, breaker = self.ledger.claim(order), UNREAD
         request = OrderRequest(
             order.client_id, order.symbol, order.side, order.quantity, market_price or order.price
         )
-        if stored.final:
+        if stored is not None and stored.final:
             log.info("order %s already %s: republishing", order.client_id, stored.status)
             return stored.to_result()
-        if stored.status == UNKNOWN:
+        if stored is not None and stored.status == UNKNOWN:
             log.warning(
                 "order %s is UNKNOWN: not sent; settled when the exchange reports it or a "
                 "person resolves it",
                 order.client_id,
             )
             return None
-        if stored.status == NEW:
-            refusal = self._stale(order) or self._refusal(request)
+        if stored is None or stored.status == NEW:
+            refusal = self._stale(order) or self._refusal(request, breaker)
             if refusal:
+                if stored is None:
+                    stored = self.ledger.claim(order)
                 return self._finish(
                     stored, ExecutionReport(order.client_id, "REJECTED", error=refusal)
                 )
-            if not self.ledger.mark_sent(order.client_id):
+            sent = self.ledger.record_sent(order)
+            if sent is None:
                 return self.execute(order, market_price)  # changed under us: decide again
+            stored = sent
             self.pause("after_sent", order.client_id)
             maybe_sent = False
         elif stored.status == SENT:
@@ -150,11 +169,11 @@ class Executor:
             )
         return None
 
-    def _refusal(self, request: OrderRequest) -> str | None:
+    def _refusal(self, request: OrderRequest, breaker: object = UNREAD) -> str | None:
         closed = self.problems.refusal(request.side, request.symbol)
         if closed:
             return closed
-        halted = self._halted(request)
+        halted = self._halted(request, breaker)
         if halted:
             return halted
         try:
@@ -164,20 +183,8 @@ class Executor:
         return None
 
     def _finish(self, stored: StoredOrder, report: ExecutionReport) -> OrderResult:
-        final = self.ledger.record(stored.client_id, report)
-        log.info(
-            "order %s %s %s %s: %s %g @ %g fee %g%s",
-            final.client_id,
-            final.side,
-            final.quantity,
-            final.symbol,
-            final.status,
-            final.filled_quantity,
-            final.avg_price,
-            final.fee,
-            f" ({final.error})" if final.error else "",
-        )
-        return final.to_result()
+        """Store the outcome; its log line is written after it is published (the service)."""
+        return self.ledger.record(stored.client_id, report).to_result()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -185,9 +192,16 @@ class Executor:
             return exc.retry_after
         return self.backoff(state)
 
-    def _halted(self, request: OrderRequest) -> str | None:
-        """The kill switch (any order) or breaker (entries) as the risk manager persisted it."""
-        reason = self.halt(request.side)
+    def _halted(self, request: OrderRequest, breaker: object = UNREAD) -> str | None:
+        """The kill switch (any order) or breaker (entries) as the risk manager persisted it.
+
+        ``breaker`` is that persisted state when ``execute`` read it with the order's row
+        (``halt_state``); otherwise (and before every resend) ``halt`` reads it afresh.
+        """
+        if self.halt_state is not None and breaker is not UNREAD:
+            reason = self.halt_state(breaker, request.side)  # type: ignore[arg-type]
+        else:
+            reason = self.halt(request.side)
         if reason:
             self.problems.refused += 1
             self.problems.last_refused = {

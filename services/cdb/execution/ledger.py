@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,15 @@ class StoredOrder:
         )
 
 
+def trade_report(client_id: str, rows: list) -> ExecutionReport | None:
+    """An order's fill from its ``trades`` rows (trade_id, quantity, price, fee), or None."""
+    if not rows:
+        return None
+    qty = sum(r[1] for r in rows)
+    avg = sum(r[1] * r[2] for r in rows) / qty
+    return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
+
+
 def base_asset(symbol: str) -> str:
     return symbol.split("_", 1)[0]
 
@@ -99,6 +108,10 @@ class Ledger:
     def _connection(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.settings, application_name="cdb-execution")
+            # A lone statement is its own transaction: one round trip, where psycopg2's
+            # implicit BEGIN and COMMIT would make it three (docs/benchmarks.md).
+            # ``transaction()`` still wraps several statements in BEGIN/COMMIT.
+            self._conn.autocommit = True
         return self._conn
 
     @contextlib.contextmanager
@@ -107,6 +120,17 @@ class Ledger:
         conn = self._connection()
         try:
             with conn, conn.cursor() as cur:
+                yield cur
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def statement(self) -> Iterator[psycopg2.extensions.cursor]:
+        """A cursor for one statement that is its own transaction (one round trip)."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
                 yield cur
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             self.close()
@@ -160,6 +184,51 @@ class Ledger:
         assert stored is not None
         return stored
 
+    def prepare(self, client_id: str) -> tuple[StoredOrder | None, dict[str, Any] | None]:
+        """The order's row (None if not recorded yet) and the risk manager's persisted breaker
+        (``risk_breaker``), read in one round trip before deciding whether to send."""
+        with self.statement() as cur:
+            cur.execute(
+                "SELECT "
+                + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+                + ", (SELECT value FROM service_state WHERE service = 'risk' AND key = 'breaker')"
+                " FROM (VALUES (1)) AS one LEFT JOIN orders o ON o.client_id = %s",
+                (client_id,),
+            )
+            *row, breaker = cur.fetchone()
+        return (StoredOrder(*row) if row[0] is not None else None), breaker
+
+    def record_sent(self, order: Order) -> StoredOrder | None:
+        """Record the order as ``SENT`` (inserted, or moved from ``NEW``) in one committed
+        statement, before the venue is called; None if its row is past ``NEW`` already.
+
+        The same durability as ``claim`` then ``mark_sent``, in one round trip and one
+        commit: an order is never sent before a committed row says it may have been.
+        """
+        with self.statement() as cur:
+            cur.execute(
+                "INSERT INTO orders (client_id, signal_id, ts, symbol, side, quantity, price, "
+                "stop_loss, take_profit, reason, status, mode) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SENT', %s) "
+                "ON CONFLICT (client_id) DO UPDATE SET status = 'SENT', mode = EXCLUDED.mode, "
+                "updated_at = now() WHERE orders.status = 'NEW' "
+                f"RETURNING {_ORDER_COLUMNS}",
+                (
+                    order.client_id,
+                    order.signal_id,
+                    order.timestamp,
+                    order.symbol,
+                    order.side,
+                    order.quantity,
+                    order.price,
+                    order.stop_loss,
+                    order.take_profit,
+                    order.reason,
+                    self.mode,
+                ),
+            )
+            return self._row(cur.fetchone())
+
     def mark_sent(self, client_id: str) -> bool:
         """``NEW`` → ``SENT``, committed before the exchange is called; False if not ``NEW``."""
         with self.transaction() as cur:
@@ -194,12 +263,66 @@ class Ledger:
             "SELECT trade_id, quantity, price, fee FROM trades WHERE client_id = %s ORDER BY id",
             (client_id,),
         )
-        rows = cur.fetchall()
-        if not rows:
-            return None
-        qty = sum(r[1] for r in rows)
-        avg = sum(r[1] * r[2] for r in rows) / qty
-        return ExecutionReport(client_id, "FILLED", qty, avg, sum(r[3] for r in rows), rows[0][0])
+        return trade_report(client_id, cur.fetchall())
+
+    def fill_once(
+        self,
+        client_id: str,
+        symbol: str,
+        fill: Callable[[StoredOrder, Book], ExecutionReport],
+    ) -> ExecutionReport:
+        """The paper venue's fill of a recorded order, in one transaction of two round trips.
+
+        The first locks the order row, the cash row and the symbol's position and reads
+        them with the order's earlier trades (BEGIN rides along); ``fill(order, book)``
+        prices the fill in between (it may raise, which rolls everything back); the
+        second writes trade, position, cash and order status and commits. An order with
+        a trade already is not filled again: its first fill is returned. Raises
+        ``KeyError`` when the order was never recorded.
+        """
+        conn = self._connection()
+        cols = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+        params = {"c": client_id, "q": self.quote_asset, "s": symbol}
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(
+                        "BEGIN;"
+                        " SELECT 1 FROM orders WHERE client_id = %(c)s FOR UPDATE;"
+                        " SELECT 1 FROM balances WHERE asset = %(q)s FOR UPDATE;"
+                        " SELECT 1 FROM positions WHERE symbol = %(s)s FOR UPDATE;"
+                        f" SELECT {cols}, (SELECT free FROM balances WHERE asset = %(q)s),"
+                        " p.quantity, p.avg_price, p.realized_pnl,"
+                        " (SELECT json_agg(json_build_array(trade_id, quantity, price, fee)"
+                        "  ORDER BY id) FROM trades WHERE client_id = %(c)s)"
+                        " FROM (VALUES (1)) AS one LEFT JOIN orders o ON o.client_id = %(c)s"
+                        " LEFT JOIN positions p ON p.symbol = %(s)s",
+                        params,
+                    )
+                    row = cur.fetchone()
+                    n = len(_ORDER_COLUMNS.split(","))
+                    if row[0] is None:
+                        raise KeyError(f"no order {client_id}")
+                    order = StoredOrder(*row[:n])
+                    cash, qty, avg, pnl, trades = row[n:]
+                    existing = trade_report(client_id, trades or [])
+                    if existing is not None:
+                        cur.execute("ROLLBACK")  # a duplicate client id: the first fill stands
+                        return existing
+                    book = Book(cash if cash is not None else 0.0)
+                    if qty is not None:
+                        book = Book(book.cash, qty, avg, pnl)
+                    report = fill(order, book)
+                    self.apply(cur, order, report, book, commit=True)
+                except BaseException:
+                    if not conn.closed:
+                        with contextlib.suppress(psycopg2.Error):
+                            cur.execute("ROLLBACK")
+                    raise
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            self.close()
+            raise
+        return report
 
     def risk_breaker(self) -> dict[str, Any] | None:
         """The risk manager's persisted breaker (``service_state`` risk/breaker), or None.
@@ -280,82 +403,109 @@ class Ledger:
             return {r[0]: (r[1], r[2], r[3]) for r in cur.fetchall()}
 
     def apply(
-        self, cur: psycopg2.extensions.cursor, order: StoredOrder, report: ExecutionReport
+        self,
+        cur: psycopg2.extensions.cursor,
+        order: StoredOrder,
+        report: ExecutionReport,
+        book: Book | None = None,
+        commit: bool = False,
     ) -> None:
-        """Write a final outcome inside the caller's transaction: trade, position, cash, order."""
+        """Write a final outcome inside the caller's transaction: trade, position, cash, order.
+
+        ``book`` is the cash and position the caller already locked in this transaction
+        (``lock_book``), or None to lock them here. The writes go in one round trip;
+        ``commit`` adds the caller's explicit ``COMMIT`` to it (``fill_once``).
+        """
         now = int(time.time())
+        writes: list[bytes] = []
         if report.status in ("FILLED", "PARTIALLY_FILLED") and report.filled_quantity > 0:
-            book = self.lock_book(cur, order.symbol)
+            if book is None:
+                book = self.lock_book(cur, order.symbol)
             effect = apply_trade(
                 book, order.side, report.filled_quantity, report.avg_price, report.fee
             )
             after = effect.book
-            cur.execute(
-                "INSERT INTO trades (trade_id, client_id, ts, symbol, side, quantity, price, fee, "
-                "realized_pnl, mode) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            writes.append(
+                cur.mogrify(
+                    "INSERT INTO trades (trade_id, client_id, ts, symbol, side, quantity, price,"
+                    " fee, realized_pnl, mode) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        f"{order.client_id}-1",
+                        order.client_id,
+                        now,
+                        order.symbol,
+                        order.side,
+                        report.filled_quantity,
+                        report.avg_price,
+                        report.fee,
+                        effect.realized_pnl,
+                        order.mode,
+                    ),
+                )
+            )
+            opened = book.quantity <= 0 and after.quantity > 0
+            writes.append(
+                cur.mogrify(
+                    "INSERT INTO positions (symbol, quantity, avg_price, stop_loss, take_profit, "
+                    "realized_pnl, opened_ts, updated_ts, mode) "
+                    "VALUES (%(s)s, %(q)s, %(a)s, %(sl)s, %(tp)s, %(r)s, %(o)s, %(now)s, %(m)s) "
+                    "ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, "
+                    "avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl, "
+                    "stop_loss = CASE WHEN %(buy)s "
+                    "  THEN COALESCE(EXCLUDED.stop_loss, positions.stop_loss) "
+                    "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.stop_loss END, "
+                    "take_profit = CASE WHEN %(buy)s "
+                    "  THEN COALESCE(EXCLUDED.take_profit, positions.take_profit) "
+                    "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.take_profit END, "
+                    "opened_ts = CASE WHEN EXCLUDED.quantity = 0 THEN NULL "
+                    "  WHEN %(opened)s THEN EXCLUDED.opened_ts ELSE positions.opened_ts END, "
+                    "updated_ts = EXCLUDED.updated_ts, mode = EXCLUDED.mode",
+                    {
+                        "s": order.symbol,
+                        "q": after.quantity,
+                        "a": after.avg_price,
+                        "sl": order.stop_loss if order.side == "BUY" else None,
+                        "tp": order.take_profit if order.side == "BUY" else None,
+                        "r": after.realized_pnl,
+                        "o": now if after.quantity > 0 else None,
+                        "now": now,
+                        "m": order.mode,
+                        "buy": order.side == "BUY",
+                        "opened": opened,
+                    },
+                )
+            )
+            writes.append(
+                cur.mogrify(
+                    "INSERT INTO balances (asset, free, updated_ts, mode) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, "
+                    "updated_ts = EXCLUDED.updated_ts",
+                    (self.quote_asset, after.cash, now, order.mode),
+                )
+            )
+        writes.append(
+            cur.mogrify(
+                "UPDATE orders SET status = %s, filled_quantity = %s, avg_price = %s, fee = %s, "
+                "exchange_order_id = %s, error = %s, updated_at = now() WHERE client_id = %s",
                 (
-                    f"{order.client_id}-1",
-                    order.client_id,
-                    now,
-                    order.symbol,
-                    order.side,
+                    report.status,
                     report.filled_quantity,
                     report.avg_price,
                     report.fee,
-                    effect.realized_pnl,
-                    order.mode,
+                    report.exchange_order_id,
+                    report.error,
+                    order.client_id,
                 ),
             )
-            opened = book.quantity <= 0 and after.quantity > 0
-            cur.execute(
-                "INSERT INTO positions (symbol, quantity, avg_price, stop_loss, take_profit, "
-                "realized_pnl, opened_ts, updated_ts, mode) "
-                "VALUES (%(s)s, %(q)s, %(a)s, %(sl)s, %(tp)s, %(r)s, %(o)s, %(now)s, %(m)s) "
-                "ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, "
-                "avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl, "
-                "stop_loss = CASE WHEN %(buy)s THEN COALESCE(EXCLUDED.stop_loss, positions.stop_loss) "
-                "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.stop_loss END, "
-                "take_profit = CASE WHEN %(buy)s THEN COALESCE(EXCLUDED.take_profit, positions.take_profit) "
-                "  WHEN EXCLUDED.quantity = 0 THEN NULL ELSE positions.take_profit END, "
-                "opened_ts = CASE WHEN EXCLUDED.quantity = 0 THEN NULL "
-                "  WHEN %(opened)s THEN EXCLUDED.opened_ts ELSE positions.opened_ts END, "
-                "updated_ts = EXCLUDED.updated_ts, mode = EXCLUDED.mode",
-                {
-                    "s": order.symbol,
-                    "q": after.quantity,
-                    "a": after.avg_price,
-                    "sl": order.stop_loss if order.side == "BUY" else None,
-                    "tp": order.take_profit if order.side == "BUY" else None,
-                    "r": after.realized_pnl,
-                    "o": now if after.quantity > 0 else None,
-                    "now": now,
-                    "m": order.mode,
-                    "buy": order.side == "BUY",
-                    "opened": opened,
-                },
-            )
-            cur.execute(
-                "INSERT INTO balances (asset, free, updated_ts, mode) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, "
-                "updated_ts = EXCLUDED.updated_ts",
-                (self.quote_asset, after.cash, now, order.mode),
-            )
-        cur.execute(
-            "UPDATE orders SET status = %s, filled_quantity = %s, avg_price = %s, fee = %s, "
-            "exchange_order_id = %s, error = %s, updated_at = now() WHERE client_id = %s",
-            (
-                report.status,
-                report.filled_quantity,
-                report.avg_price,
-                report.fee,
-                report.exchange_order_id,
-                report.error,
-                order.client_id,
-            ),
         )
+        cur.execute(b";\n".join([*writes, b"COMMIT"] if commit else writes))
 
     def record(self, client_id: str, report: ExecutionReport) -> StoredOrder:
         """Store an order's final outcome once; a second report for a final order changes nothing."""
+        with self.statement() as cur:  # a final row never changes: no lock, no commit needed
+            known = self.get(cur, client_id)
+        if known is not None and known.final:
+            return known
         with self.transaction() as cur:
             order = self.get(cur, client_id, lock=True)
             if order is None:

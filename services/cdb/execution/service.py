@@ -72,6 +72,7 @@ class ExecutionService(Service):
             lookups=settings.ORDER_LOOKUPS,
             lookup_backoff_s=settings.ORDER_LOOKUP_BACKOFF_S,
             halt=self._halt,
+            halt_state=lambda breaker, side: halt_reason(breaker, side, time.time()),
             refused=self._refused,
             fence=self._fence,
             pause=self._pause,
@@ -81,6 +82,10 @@ class ExecutionService(Service):
         self.reconcile_error: str | None = None
         self.last_result: dict[str, Any] | None = None
         self._last_recheck = 0.0
+        #: between sends the lease is renewed at most this often (a Redis round trip per loop
+        #: otherwise); before every exchange call ``_fence`` renews and checks it regardless
+        self._refresh_every = min(1.0, settings.LOCK_TTL_S / 10)
+        self._last_refresh = 0.0
         self.metrics = ExecutionMetrics(self.registry, settings.QUOTE_ASSET)
         self.results = self.metrics.results
         self.fail_closed_gauge = self.metrics.fail_closed
@@ -197,9 +202,12 @@ class ExecutionService(Service):
                     )
                 return 10.0
             return None
-        if not self.lock.refresh():
-            self._standby("lost the single-writer lock")
-            return 1.0
+        now = time.monotonic()
+        if now - self._last_refresh >= self._refresh_every:  # the fence checks every send
+            self._last_refresh = now
+            if not self.lock.refresh():
+                self._standby("lost the single-writer lock")
+                return 1.0
         if time.monotonic() - self._last_recheck > self.settings.UNKNOWN_RECHECK_S:
             self._last_recheck = time.monotonic()
             for result in self.executor.refresh_unknown(look_up=True):
@@ -237,7 +245,18 @@ class ExecutionService(Service):
             done(delivery)
 
     def _publish(self, result) -> None:
-        self.bus.publish(result)
+        self.bus.publish(result)  # first: the log line is not on the order's path
+        log.info(
+            "order %s %s %s: %s %g @ %g fee %g%s",
+            result.client_id,
+            result.side,
+            result.symbol,
+            result.status,
+            result.filled_quantity,
+            result.avg_price,
+            result.fee,
+            f" ({result.error})" if result.error else "",
+        )
         self.results.labels(result.status).inc()
         self.last_result = {
             "client_id": result.client_id,

@@ -91,7 +91,11 @@ class ExecutionSettings(BaseServiceSettings, PostgresSettings):
         "EXCHANGE_BACKOFF_MAX_S (defaults: 0.5+1+2+4 = 7.5 s in all)",
     )
     LOCK_TTL_S: float = Field(
-        30.0, ge=1, le=600, description="Single-writer lock lifetime; refreshed every loop"
+        30.0,
+        ge=1,
+        le=600,
+        description="Single-writer lock lifetime; renewed before every exchange call "
+        "and at least every min(1 s, LOCK_TTL_S/10) between them",
     )
     UNKNOWN_RECHECK_S: float = Field(
         5.0, gt=0, le=600, description="How often a fail-closed service re-checks its unknowns"

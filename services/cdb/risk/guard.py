@@ -95,22 +95,26 @@ class Guard(Watch, Service):
     # -- the one way out -------------------------------------------------------------------
 
     def decide(
-        self, event: RiskEvent, order: Order | None = None, breaker: Breaker | None = None
-    ) -> None:
-        """Commit the decision, then publish its order, alert and breaker state."""
+        self,
+        event: RiskEvent,
+        order: Order | None = None,
+        breaker: Breaker | None = None,
+        first_only: bool = False,
+    ) -> bool:
+        """Commit the decision, then publish its order, alert and breaker state.
+
+        Returns whether the row was new. ``first_only``: a decision already recorded
+        under the same key publishes nothing (the caller resends the stored one).
+        The log line is written after the publish, off the order's path.
+        """
         inserted = self.store.record(event, breaker=breaker)
+        if first_only and not inserted:
+            return False
         if inserted:
             self.decisions.labels(event.decision, event.rule).inc()
         if breaker is not None:
             self.breaker = breaker
             self.breaker_dirty = True
-        log.log(
-            {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(event.severity, logging.ERROR),
-            "%s (%s/%s)",
-            event.description,
-            event.decision,
-            event.rule,
-        )
         outgoing: list[Event] = []
         if order is not None:
             outgoing.append(order)
@@ -123,6 +127,14 @@ class Guard(Watch, Service):
         self.breaker_dirty = False
         if order is not None:
             self.track(order)
+        log.log(
+            {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(event.severity, logging.ERROR),
+            "%s (%s/%s)",
+            event.description,
+            event.decision,
+            event.rule,
+        )
+        return inserted
 
     def publish_order(self, order: Order) -> None:
         self.bus.publish(order)

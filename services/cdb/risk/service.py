@@ -146,11 +146,12 @@ class RiskService(Guard):
     # -- signals ---------------------------------------------------------------------------
 
     def on_signal(self, signal: Signal) -> None:
+        """Decide, record the decision (one committed INSERT), then publish its order.
+
+        A redelivered signal finds its decision row already there (the INSERT does
+        nothing): the stored decision is resent, the one just computed is dropped.
+        """
         key = f"signal:{signal.signal_id}"
-        prior = self.store.find(key)
-        if prior is not None:
-            self.resend(signal, prior)
-            return
         now = self.now()
         self.roll_day(now)
         self.check_drawdown(now)
@@ -185,20 +186,22 @@ class RiskService(Guard):
             signal.symbol,
             context,
         )
-        if client_id is None:
-            self.decide(event)
-            return
-        order = Order(
-            client_id=client_id,
-            symbol=signal.symbol,
-            side="SELL" if decision.kind == "exit" else "BUY",
-            quantity=decision.quantity,
-            price=decision.price,
-            stop_loss=decision.stop_loss,
-            signal_id=signal.signal_id,
-            reason=decision.reason[:200],
-        )
-        self.decide(event, order)
+        order = None
+        if client_id is not None:
+            order = Order(
+                client_id=client_id,
+                symbol=signal.symbol,
+                side="SELL" if decision.kind == "exit" else "BUY",
+                quantity=decision.quantity,
+                price=decision.price,
+                stop_loss=decision.stop_loss,
+                signal_id=signal.signal_id,
+                reason=decision.reason[:200],
+            )
+        if not self.decide(event, order, first_only=True):
+            prior = self.store.find(key)  # decided before: a redelivery
+            if prior is not None:
+                self.resend(signal, prior)
 
     def resend(self, signal: Signal, prior: dict[str, Any]) -> None:
         """A redelivered signal: publish the order it already got again (same client_id)."""

@@ -69,6 +69,9 @@ class Store:
     def conn(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.settings, application_name="cdb-risk")
+            # A lone statement commits by itself in one round trip (psycopg2's implicit
+            # BEGIN and COMMIT would make it three); ``_run`` still wraps a transaction.
+            self._conn.autocommit = True
         return self._conn
 
     def close(self) -> None:
@@ -76,12 +79,19 @@ class Store:
             self._conn.close()
         self._conn = None
 
-    def _run(self, fn, *args):
-        """Run ``fn(cursor, *args)`` in one transaction; a lost connection is transient."""
+    def _run(self, fn, *args, single: bool = False):
+        """Run ``fn(cursor, *args)`` in one transaction; a lost connection is transient.
+
+        ``single``: ``fn`` runs one statement, which is its own transaction (one round trip).
+        """
         try:
             conn = self.conn()
-            with conn, conn.cursor() as cur:
-                result = fn(cur, *args)
+            if single:
+                with conn.cursor() as cur:
+                    result = fn(cur, *args)
+            else:
+                with conn, conn.cursor() as cur:
+                    result = fn(cur, *args)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self.last_error = f"postgres unavailable: {type(exc).__name__}"
             self.close()
@@ -94,37 +104,46 @@ class Store:
 
     def ping(self) -> None:
         """A trivial query, so /health notices a lost database even when nothing is decided."""
-        self._run(lambda cur: cur.execute("SELECT 1"))
+        self._run(lambda cur: cur.execute("SELECT 1"), single=True)
 
     # -- writes ----------------------------------------------------------------------------
 
     def record(self, event: RiskEvent, breaker: Breaker | None = None) -> bool:
-        """Insert a decision and save the breaker it set, atomically; False if the row existed."""
+        """Insert a decision and save the breaker it set, atomically; False if the row existed.
 
-        def tx(cur) -> bool:
+        One statement, committed on its own: one round trip and one commit per decision.
+        """
+        row = (
+            event.event_key,
+            event.ts,
+            event.severity,
+            event.decision,
+            event.rule,
+            event.description,
+            event.signal_id,
+            event.client_id,
+            event.symbol,
+            Json(event.context),
+        )
+        insert = (
+            "INSERT INTO risk_events (event_key, ts, severity, decision, rule, description,"
+            " signal_id, client_id, symbol, context)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (event_key) DO NOTHING"
+        )
+
+        def one(cur) -> bool:
+            if breaker is None:
+                cur.execute(insert, row)
+                return cur.rowcount == 1
+            # both in one statement, so they commit together
             cur.execute(
-                "INSERT INTO risk_events (event_key, ts, severity, decision, rule, description,"
-                " signal_id, client_id, symbol, context)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (event_key) DO NOTHING",
-                (
-                    event.event_key,
-                    event.ts,
-                    event.severity,
-                    event.decision,
-                    event.rule,
-                    event.description,
-                    event.signal_id,
-                    event.client_id,
-                    event.symbol,
-                    Json(event.context),
-                ),
+                f"WITH decided AS ({insert} RETURNING 1), state AS ({PUT_STATE} RETURNING 1)"
+                " SELECT (SELECT count(*) FROM decided), (SELECT count(*) FROM state)",
+                (*row, SERVICE, "breaker", Json(breaker.to_json())),
             )
-            inserted = cur.rowcount == 1
-            if breaker is not None:
-                _put_state(cur, "breaker", breaker.to_json())
-            return inserted
+            return cur.fetchone()[0] == 1
 
-        return self._run(tx)
+        return self._run(one, single=True)
 
     def record_figures(self, ts: int, figures: dict[str, float], labels: dict[str, str]) -> None:
         """The equity history: one ``metrics`` row per figure (``name``, ``value``), time ``ts``
@@ -137,7 +156,9 @@ class Store:
         )
 
     def save_day_start(self, day: str, equity: float) -> None:
-        self._run(lambda cur: _put_state(cur, "day_start", {"day": day, "equity": equity}))
+        self._run(
+            lambda cur: _put_state(cur, "day_start", {"day": day, "equity": equity}), single=True
+        )
 
     def find(self, event_key: str) -> dict[str, Any] | None:
         """A decision already made under ``event_key`` (a redelivered signal), or None."""
@@ -155,7 +176,7 @@ class Store:
                 zip(("decision", "rule", "severity", "client_id", "context"), row, strict=True)
             )
 
-        return self._run(tx)
+        return self._run(tx, single=True)
 
     # -- the rebuild -----------------------------------------------------------------------
 
@@ -164,12 +185,15 @@ class Store:
         return self._run(_load, self.settings, now)
 
 
+#: Upsert of one ``service_state`` row (service, key, value).
+PUT_STATE = (
+    "INSERT INTO service_state (service, key, value, updated_at) VALUES (%s,%s,%s, now())"
+    " ON CONFLICT (service, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+)
+
+
 def _put_state(cur, key: str, value: dict[str, Any]) -> None:
-    cur.execute(
-        "INSERT INTO service_state (service, key, value, updated_at) VALUES (%s,%s,%s, now())"
-        " ON CONFLICT (service, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (SERVICE, key, Json(value)),
-    )
+    cur.execute(PUT_STATE, (SERVICE, key, Json(value)))
 
 
 def _load(cur, settings: RiskSettings, now: int) -> Loaded:
