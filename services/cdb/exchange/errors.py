@@ -10,11 +10,11 @@ rest of the system never imports ccxt (freqtrade's ``raise ... from e`` pattern)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import ccxt
+from types import ModuleType
 
 from cdb.runtime import TransientError
 
@@ -84,27 +84,39 @@ class ExchangeRejected(ExchangeError):
 #: ``mexc {"msg":"Duplicate clientOrderId","code":-2010}``.
 DUPLICATE_CLIENT_ID = re.compile(r"duplicate\s*(client\s*)?order\s*(id)?", re.IGNORECASE)
 
-# Most specific first: the first ccxt class the exception is an instance of decides.
-_TRANSLATION: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
-    (ccxt.RateLimitExceeded, RateLimited),
-    (ccxt.DDoSProtection, RateLimited),
-    (ccxt.NetworkError, ExchangeUnavailable),  # timeouts, 5xx, maintenance, bad nonce
-    (ccxt.BadResponse, ExchangeUnavailable),  # garbled or empty body: usually a proxy hiccup
-    (ccxt.OrderNotFound, OrderUnknown),
-    (ccxt.DuplicateOrderId, OrderExists),  # an InvalidOrder to ccxt: it must come first
-    (ccxt.AuthenticationError, AuthenticationFailed),  # includes PermissionDenied
-    (ccxt.AccountSuspended, AuthenticationFailed),
-    (ccxt.InsufficientFunds, InsufficientFunds),
-    (ccxt.InvalidOrder, InvalidOrder),
-    (ccxt.BadSymbol, InvalidOrder),
-    (ccxt.MarketClosed, InvalidOrder),
-    (ccxt.ArgumentsRequired, InvalidOrder),
-    (ccxt.BadRequest, InvalidOrder),
-    (ccxt.BaseError, ExchangeRejected),
-    # Not ccxt's own, but raised from under it: sockets and timeouts are network trouble.
-    (TimeoutError, ExchangeUnavailable),
-    (ConnectionError, ExchangeUnavailable),
-)
+
+def ccxt_module() -> ModuleType:
+    """ccxt, imported on first use: loading it costs ~0.3 s (every exchange's module), which
+    the services that only name these errors (the backtest, the signal engine) never pay."""
+    import ccxt
+
+    return ccxt
+
+
+@functools.cache
+def _translation() -> tuple[tuple[type[BaseException], type[ExchangeError]], ...]:
+    """Most specific first: the first ccxt class the exception is an instance of decides."""
+    ccxt = ccxt_module()
+    return (
+        (ccxt.RateLimitExceeded, RateLimited),
+        (ccxt.DDoSProtection, RateLimited),
+        (ccxt.NetworkError, ExchangeUnavailable),  # timeouts, 5xx, maintenance, bad nonce
+        (ccxt.BadResponse, ExchangeUnavailable),  # garbled or empty body: a proxy hiccup
+        (ccxt.OrderNotFound, OrderUnknown),
+        (ccxt.DuplicateOrderId, OrderExists),  # an InvalidOrder to ccxt: it must come first
+        (ccxt.AuthenticationError, AuthenticationFailed),  # includes PermissionDenied
+        (ccxt.AccountSuspended, AuthenticationFailed),
+        (ccxt.InsufficientFunds, InsufficientFunds),
+        (ccxt.InvalidOrder, InvalidOrder),
+        (ccxt.BadSymbol, InvalidOrder),
+        (ccxt.MarketClosed, InvalidOrder),
+        (ccxt.ArgumentsRequired, InvalidOrder),
+        (ccxt.BadRequest, InvalidOrder),
+        (ccxt.BaseError, ExchangeRejected),
+        # Not ccxt's own, but raised from under it: sockets and timeouts are network trouble.
+        (TimeoutError, ExchangeUnavailable),
+        (ConnectionError, ExchangeUnavailable),
+    )
 
 
 def translate_error(exc: BaseException) -> ExchangeError:
@@ -115,9 +127,9 @@ def translate_error(exc: BaseException) -> ExchangeError:
     if isinstance(exc, ExchangeError):
         return exc
     message = f"{type(exc).__name__}: {exc}"[:500]
-    if isinstance(exc, ccxt.ExchangeError) and DUPLICATE_CLIENT_ID.search(str(exc)):
+    if isinstance(exc, ccxt_module().ExchangeError) and DUPLICATE_CLIENT_ID.search(str(exc)):
         return OrderExists(message)  # MEXC: a plain ExchangeError with code -2010
-    for ccxt_cls, ours in _TRANSLATION:
+    for ccxt_cls, ours in _translation():
         if isinstance(exc, ccxt_cls):
             return ours(message)
     return ExchangeRejected(message)
@@ -133,5 +145,9 @@ def ccxt_errors() -> Iterator[None]:
         yield
     except ExchangeError:
         raise
-    except (ccxt.BaseError, TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         raise translate_error(exc) from exc
+    except Exception as exc:
+        if isinstance(exc, ccxt_module().BaseError):
+            raise translate_error(exc) from exc
+        raise

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import ccxt
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cdb.exchange.errors import (
     ExchangeUnavailable,
@@ -28,8 +26,12 @@ from cdb.exchange.errors import (
     OrderNotVisible,
     OrderUnknown,
     ccxt_errors,
+    ccxt_module,
     translate_error,
 )
+
+if TYPE_CHECKING:
+    import ccxt
 
 Status = Literal["FILLED", "PARTIALLY_FILLED", "REJECTED", "ERROR", "CANCELLED"]
 
@@ -83,6 +85,7 @@ def unified_symbol(symbol: str) -> str:
 
 
 def _is_not_found(exc: BaseException) -> bool:
+    ccxt = ccxt_module()
     return isinstance(exc, ccxt.OrderNotFound) or (
         isinstance(exc, ccxt.ExchangeError) and MEXC_ORDER_NOT_FOUND.search(str(exc)) is not None
     )
@@ -153,7 +156,7 @@ class CcxtVenue:
         timeout_ms: int,
     ) -> CcxtVenue:
         """A spot exchange with ccxt's own rate limiter on; keys live only inside ccxt."""
-        exchange_cls = getattr(ccxt, exchange_id)
+        exchange_cls = getattr(ccxt_module(), exchange_id)
         exchange = exchange_cls(
             {
                 "apiKey": api_key,
@@ -243,7 +246,7 @@ class CcxtVenue:
             order = self.exchange.fetch_order(
                 None, market["symbol"], {"clientOrderId": request.client_id}
             )
-        except (ccxt.BaseError, TimeoutError, ConnectionError) as exc:
+        except (ccxt_module().BaseError, TimeoutError, ConnectionError) as exc:
             if _is_not_found(exc):
                 raise OrderUnknown(f"{self.exchange.id} has no order {request.client_id}") from exc
             raise translate_error(exc) from exc
