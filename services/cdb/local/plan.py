@@ -38,7 +38,9 @@ LOCAL_DEFAULTS = {"HEALTH_INTERVAL_S": "5"}
 #: The synthetic feed stamps its candles with wall-clock seconds (one per second), so the
 #: signal cooldown is in those seconds. A replay is stamped from now on (shifted) and, at
 #: ``--speed 60``, also plays one 1-minute candle per second; at its end the feed stays up,
-#: idle, so a finished replay is not a dead service. Live streams the exchange's public
+#: idle, so a finished replay is not a dead service. Played faster than real time, its
+#: stamps run ahead of the clock (by up to the files' span), so the readers accept a lead
+#: of up to a week (``EVENT_MAX_LEAD_S``; 60 s elsewhere) instead of dead-lettering them. Live streams the exchange's public
 #: market data (no keys) in real time (``FEED_SOURCE=stream``; ``FEED_SOURCE=live`` in the
 #: environment polls REST instead): the services' own defaults fit it.
 FEED_DEFAULTS = {
@@ -47,6 +49,7 @@ FEED_DEFAULTS = {
         "FEED_REPLAY_SHIFT_TO_NOW": "true",
         "FEED_REPLAY_AT_END": "idle",
         "SIGNAL_COOLDOWN_S": "60",
+        "EVENT_MAX_LEAD_S": "604800",
     },
     "live": {},
 }
