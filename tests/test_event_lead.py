@@ -17,7 +17,7 @@ import redis
 from cdb.bus import DEAD_LETTER, MARKET_DATA, Bus
 from cdb.events import now
 from cdb.feed.replay import read_candles, sample_path
-from cdb.feed.sources import ReplaySource, SyntheticSource
+from cdb.feed.sources import ReplaySource
 
 
 def _md(ts: int) -> bytes:
@@ -54,12 +54,3 @@ def test_the_replay_knows_how_far_its_stamps_lead():
     assert fast.max_lead_s() > 3 * 3600  # the 4-hour sample at 60×: hours ahead
     assert ReplaySource(rows, speed=1, shift_to_now=True).max_lead_s() == 0
     assert ReplaySource(rows, speed=60, shift_to_now=False).max_lead_s() == 0
-
-
-def test_a_synthetic_market_faster_than_the_clock_leads_it_by_its_limit_at_most():
-    source = SyntheticSource(["BTC_USDT"], 7, period_s=0.01, max_lead_s=30)
-    now_s = 1_800_000_000.0
-    stamps = [e.timestamp for i in range(200) for e in source.poll(now_s + i * 0.01).events]
-    assert stamps[:31] == list(range(int(now_s), int(now_s) + 31))  # strictly increasing
-    assert max(stamps) == int(now_s) + 1 + 30  # then held at the limit (the clock: +1.99 s)
-    assert stamps == sorted(stamps)

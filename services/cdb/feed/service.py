@@ -42,7 +42,6 @@ def build_source(settings: FeedSettings) -> Source:
             period_s=settings.FEED_SYNTHETIC_PERIOD_S,
             quote_volume=settings.FEED_SYNTHETIC_QUOTE_VOLUME,
             batch=settings.FEED_BATCH,
-            max_lead_s=settings.EVENT_MAX_LEAD_S // 2,  # half: room for the hosts' clocks
             **common,
         )
     if settings.FEED_SOURCE == "replay":

@@ -48,9 +48,6 @@ class SyntheticSource:
     The market's own clock is simulated (one candle interval per step); the events
     carry wall-clock timestamps, strictly increasing, so downstream staleness checks
     see fresh data whatever the speed. ``period_s = 0`` emits as fast as possible.
-    Faster than one step a second, strictly increasing stamps run ahead of the clock;
-    they lead it by ``max_lead_s`` at most (the readers dead-letter events further ahead
-    than their ``EVENT_MAX_LEAD_S``), then steps share a second until the clock catches up.
     """
 
     name = "synthetic"
@@ -65,9 +62,7 @@ class SyntheticSource:
         period_s: float = 1.0,
         quote_volume: float = 5_000.0,
         batch: int = 500,
-        max_lead_s: int = 30,
     ) -> None:
-        self.max_lead_s = max_lead_s
         self.market = SyntheticMarket(symbols, seed, interval=interval, quote_volume=quote_volume)
         self.interval = interval
         self.lookback_min = lookback_min
@@ -108,7 +103,7 @@ class SyntheticSource:
     def poll(self, now: float) -> Poll:
         events: list[Event] = []
         for _ in range(self.steps_per_poll):
-            self.last_ts = max(int(now), min(self.last_ts + 1, int(now) + self.max_lead_s))
+            self.last_ts = max(int(now), self.last_ts + 1)
             events.extend(self.events_at(self.last_ts))
         return Poll(events, self.period_s)
 
