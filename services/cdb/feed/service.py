@@ -36,6 +36,15 @@ def build_source(settings: FeedSettings) -> Source:
         raise SettingsError(str(exc)) from None
     common = {"lookback_min": settings.SIGNAL_LOOKBACK_MIN, "interval": settings.FEED_INTERVAL}
     if settings.FEED_SOURCE == "synthetic":
+        if 0 <= settings.FEED_SYNTHETIC_PERIOD_S < 1 and settings.EVENT_MAX_LEAD_S <= 60:
+            log.warning(
+                "FEED_SYNTHETIC_PERIOD_S %g: more than one candle a second, so the strictly "
+                "increasing event times run ahead of the clock and readers dead-letter them "
+                "once they lead by EVENT_MAX_LEAD_S (%d s); raise it on every service "
+                "(cdb up does)",
+                settings.FEED_SYNTHETIC_PERIOD_S,
+                settings.EVENT_MAX_LEAD_S,
+            )
         return SyntheticSource(
             settings.symbol_list(),
             settings.FEED_SEED,

@@ -48,6 +48,8 @@ class SyntheticSource:
     The market's own clock is simulated (one candle interval per step); the events
     carry wall-clock timestamps, strictly increasing, so downstream staleness checks
     see fresh data whatever the speed. ``period_s = 0`` emits as fast as possible.
+    Faster than one step a second the stamps run ahead of the clock (readers accept
+    that up to their ``EVENT_MAX_LEAD_S``; ``cdb up`` raises it for such a feed).
     """
 
     name = "synthetic"
