@@ -27,6 +27,7 @@ from cdb.settings import PostgresSettings
 STEADY_MARKET = {
     "FEED_SOURCE": "synthetic",
     "FEED_SYNTHETIC_PERIOD_S": "0.2",
+    "EVENT_MAX_LEAD_S": "604800",  # 5 candles a second: the stamps run ahead of the clock
     "SYMBOLS": "BTC_USDT,ETH_USDT,SOL_USDT,XRP_USDT,ADA_USDT,DOGE_USDT",
     "SIGNAL_COOLDOWN_S": "30",
     "SIGNAL_LOOKBACK_MIN": "5",

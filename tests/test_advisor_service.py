@@ -37,6 +37,7 @@ def test_advisor_runs_on_the_real_loop_and_its_events_are_persisted(
         **pg_env,
         "FEED_SOURCE": "synthetic",
         "FEED_SYNTHETIC_PERIOD_S": "0.02",
+        "EVENT_MAX_LEAD_S": "604800",  # 50 candles a second: stamps run ahead of the clock
         "SYMBOLS": "BTC_USDT,ETH_USDT",
         "ADVISOR_MODEL_PATH": str(model_dir / "model-15.json"),
         "ADVISOR_COOLDOWN_S": "0",

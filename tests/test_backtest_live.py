@@ -107,6 +107,7 @@ def test_live_services_and_backtest_decide_the_same(redis_env, pg_env, tmp_path)
         "FEED_REPLAY_FILES": str(data),
         "FEED_REPLAY_SHIFT_TO_NOW": "true",
         "FEED_REPLAY_SPEED": "120",
+        "EVENT_MAX_LEAD_S": "604800",  # as cdb up --feed replay: the stamps run ahead
         "FEED_REPLAY_AT_END": "idle",
         "HEALTH_INTERVAL_S": "2",
     }

@@ -65,6 +65,7 @@ def test_synthetic_runs_until_stopped_with_the_generators_numbers(
         "FEED_SEED": "11",
         "SYMBOLS": "BTC_USDT,ETH_USDT",
         "FEED_SYNTHETIC_PERIOD_S": "0.02",
+        "EVENT_MAX_LEAD_S": "604800",  # 50 candles a second: stamps run ahead of the clock
     }
     proc = ServiceProcess("feed", env, tmp_path).start()
     try:

@@ -129,6 +129,18 @@ def test_replay_trades_from_now_on_and_stays_up_at_its_end():
     assert "SIGNAL_COOLDOWN_S" not in live  # real time: the services' own defaults
 
 
+def test_a_feed_faster_than_the_clock_raises_every_readers_event_lead():
+    """Its stamps run ahead of the clock; readers would dead-letter them after 60 s."""
+    assert plan.child_env({}, "risk", 1, {}, "replay")["EVENT_MAX_LEAD_S"] == "604800"
+    fast = {"FEED_SYNTHETIC_PERIOD_S": "0.05"}
+    assert plan.child_env(fast, "advisor", 1, {}, "synthetic")["EVENT_MAX_LEAD_S"] == "604800"
+    for real_time in ({}, {"FEED_SYNTHETIC_PERIOD_S": "2"}):
+        assert "EVENT_MAX_LEAD_S" not in plan.child_env(real_time, "risk", 1, {}, "synthetic")
+    assert "EVENT_MAX_LEAD_S" not in plan.child_env({}, "risk", 1, {}, "live")
+    own = {"EVENT_MAX_LEAD_S": "90", **fast}
+    assert plan.child_env(own, "risk", 1, {}, "synthetic")["EVENT_MAX_LEAD_S"] == "90"
+
+
 def test_each_run_starts_a_fresh_log_and_keeps_the_previous_one(tmp_path):
     log = tmp_path / "logs" / "nosuch.log"
     log.parent.mkdir()

@@ -78,6 +78,7 @@ def test_risk_gauges_ratios_pnl_and_limits():
         day_start=10_000.0,
         day="2023-11-14",
         breaker=Breaker(kill_switch=True),
+        blind={"BTC_USDT": "WARNING"},  # Watch.check_blind: held, its last price too old
     )
     registry = CollectorRegistry()
     registry.register(RiskCollector(guard))
@@ -96,6 +97,7 @@ def test_risk_gauges_ratios_pnl_and_limits():
     assert values["cdb_risk_limit_drawdown_ratio[]"] == 0.05
     assert values["cdb_risk_limit_exposure_ratio[]"] == 0.5
     assert values["cdb_risk_breaker_engaged[]"] == 1.0
+    assert values["cdb_risk_blind_positions[]"] == 1.0
     assert values["cdb_risk_breaker_reason[('reason', 'kill_switch')]"] == 1.0
     assert values["cdb_risk_breaker_reason[('reason', 'manual')]"] == 0.0
     assert values["cdb_risk_position_value[('currency', 'USDT'), ('symbol', 'BTC_USDT')]"] == 1_100

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import redis
 from pydantic import ValidationError
 
-from cdb.events import Alert, Event, dump_event, parse_event
+from cdb.events import MAX_FUTURE_S, Alert, Event, dump_event, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,11 @@ class Bus:
         maxlen_market_data: int = 100_000,
         maxlen_default: int = 1_000_000,
         claim_idle_ms: int = 30_000,
+        max_lead_s: float = MAX_FUTURE_S,
     ) -> None:
         self.client = client
+        #: how far an event time read here may lead this host's clock (``EVENT_MAX_LEAD_S``)
+        self.max_lead_s = max_lead_s
         self.group = service
         self.consumer = consumer or default_consumer_name(service)
         self.maxlen_market_data = maxlen_market_data
@@ -283,11 +286,13 @@ class Bus:
                 if data is None:
                     data = fields.get("data")
                 try:  # the common case inline; _validate explains a failure
-                    event = parse_event(data) if data is not None else None
+                    event = parse_event(data, self.max_lead_s) if data is not None else None
                 except ValueError:  # pydantic's ValidationError included
                     event = None
                 if event is None or (allowed is not None and event.type not in allowed):
-                    bad.append((stream, eid, data, self._validate(stream, data)[1]))
+                    bad.append(
+                        (stream, eid, data, self._validate(stream, data, self.max_lead_s)[1])
+                    )
                 else:
                     out.append(Delivery(stream, eid, event))
             if len(out) > valid:  # counted once per stream and batch, not per entry
@@ -297,11 +302,13 @@ class Bus:
         return out
 
     @staticmethod
-    def _validate(stream: str, data: bytes | str | None) -> tuple[Event | None, str]:
+    def _validate(
+        stream: str, data: bytes | str | None, max_lead_s: float = MAX_FUTURE_S
+    ) -> tuple[Event | None, str]:
         if data is None:
             return None, "entry has no 'data' field"
         try:
-            event = parse_event(data)
+            event = parse_event(data, max_lead_s)
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "event"

@@ -68,6 +68,7 @@ def run_service(name: str) -> int:
         maxlen_market_data=settings.STREAM_MAXLEN_MARKET_DATA,
         maxlen_default=settings.STREAM_MAXLEN,
         claim_idle_ms=settings.CLAIM_IDLE_MS,
+        max_lead_s=settings.EVENT_MAX_LEAD_S,
     )
     try:
         service = service_cls(settings, bus)

@@ -84,11 +84,12 @@ def _not_ahead_of_now(value: int, info: ValidationInfo) -> int:
     never goes stale; a far-future bucket freezes the abnormal-move window).
     """
     if info.context and info.context.get("reading"):
+        limit = info.context.get("max_lead_s", MAX_FUTURE_S)
         lead = value - time.time()
-        if lead > MAX_FUTURE_S:
+        if lead > limit:
             raise ValueError(
                 f"timestamp {value} is {lead:.0f} s ahead of this reader's clock (limit "
-                f"{MAX_FUTURE_S} s): not Unix seconds, or the sender's clock is wrong"
+                f"{limit} s, EVENT_MAX_LEAD_S): not Unix seconds, or the sender's clock is wrong"
             )
     return value
 
@@ -352,13 +353,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
 _ANY = TypeAdapter(AnyEvent)
 
 
-def parse_event(raw: str | bytes) -> Event:
+def parse_event(raw: str | bytes, max_lead_s: float = MAX_FUTURE_S) -> Event:
     """Parse and validate one event read from a stream; raises ``pydantic.ValidationError``.
 
-    Includes the checks against this host's clock (``READING``): an event time far ahead
-    of now is refused like any other impossible value.
+    Includes the checks against this host's clock (``READING``): an event time more than
+    ``max_lead_s`` seconds ahead of now (the reader's ``EVENT_MAX_LEAD_S``) is refused
+    like any other impossible value.
     """
-    return _ANY.validate_json(raw, context=READING)
+    context = READING if max_lead_s == MAX_FUTURE_S else {**READING, "max_lead_s": max_lead_s}
+    return _ANY.validate_json(raw, context=context)
 
 
 def dump_event(event: Event) -> bytes:

@@ -55,6 +55,13 @@ class BaseServiceSettings(BaseSettings):
         30_000, ge=1000, description="Entries pending this long on a dead consumer are claimed"
     )
     HEALTH_INTERVAL_S: float = Field(10.0, gt=0, description="Seconds between health events")
+    EVENT_MAX_LEAD_S: int = Field(
+        60,
+        ge=1,
+        description="An event read from a stream whose time leads this host's clock by more "
+        "is dead-lettered; raised only for a replay faster than real time (cdb up --feed "
+        "replay), whose candle times run ahead of the clock",
+    )
     SHUTDOWN_TIMEOUT_S: float = Field(10.0, gt=0, description="Bound on a graceful stop")
     LIVENESS_TIMEOUT_S: float = Field(
         60.0,

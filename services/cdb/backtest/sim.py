@@ -1,14 +1,27 @@
 """The risk manager with a simulated clock and exchange: its own handlers, no Redis, no database.
 
-``SimRisk`` borrows ``RiskService``'s and ``Guard``'s methods unchanged (``on_price``,
-``on_signal``, ``on_result``, ``check_drawdown``, ``maybe_exit``, ``roll_day``, the
-snapshot the rules see, ...), so the breaker, the abnormal-market pause, exposure,
-position count, clipping, stop loss and the daily drawdown at UTC day boundaries are
-the live code. Only the I/O is replaced: ``decide`` records the decision (``Recorder``)
-and queues the order; ``settle`` fills queued orders with the paper exchange's pricing
+``SimRisk`` *is* a ``RiskService`` (built by its own ``__init__``, so every piece of
+state the live service keeps exists here too), with only the edges to the outside
+replaced: the breaker, the abnormal-market pause, exposure, position count, clipping,
+stop loss and the daily drawdown at UTC day boundaries are the live code, and whatever
+the live handlers gain later runs here unchanged. The edges, the methods of
+``RiskService`` that touch Redis or PostgreSQL (``IO_EDGES``):
+
+* ``decide`` records the decision (``Recorder``) and queues the order instead of
+  committing a row and publishing; ``publish_order`` queues; ``publish_breaker`` keeps
+  the breaker (no Redis hash, no confirmation event);
+* ``mirror_held`` is a no-op: it tells the live feed which symbols to poll, and the
+  candle files hold every symbol already;
+* the store is ``_NoStore`` (nothing was decided before; nothing is written).
+
+``settle`` fills queued orders with the paper exchange's pricing
 (``cdb.exchange.paper.quote_fill``: ``PAPER_FEE_PCT`` and ``PAPER_SLIPPAGE_PCT``) and
 hands the ``OrderResult`` back to ``on_result``, as execution would. Time is the
-candles' (``now()`` is the current event time).
+candles' (``now()`` is the current event time). The runtime's periodic ``sweep``
+(pending-order expiry, blind-position alerts, the equity history) is not run: every
+order is settled before the next event, and candles come for every symbol.
+``tests/test_backtest_sim.py`` checks that every live method touching the bus or the
+store directly is one of ``IO_EDGES`` (or runtime-only), so a new one cannot slip in.
 """
 
 from __future__ import annotations
@@ -21,11 +34,12 @@ from cdb.events import Order, OrderResult
 from cdb.exchange.errors import InsufficientFunds, InvalidOrder
 from cdb.exchange.paper import quote_fill
 from cdb.risk.breaker import Breaker
-from cdb.risk.guard import Guard
-from cdb.risk.portfolio import Portfolio
 from cdb.risk.service import RiskService
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent
+
+#: The methods of ``RiskService`` that reach Redis or PostgreSQL, all replaced by ``SimRisk``.
+IO_EDGES = ("decide", "publish_order", "publish_breaker", "mirror_held")
 
 
 class _NoStore:
@@ -39,7 +53,13 @@ class _NoStore:
     def save_day_start(self, day: str, equity: float) -> None:
         pass
 
+    def record_figures(self, ts: int, figures: dict[str, float], labels: dict[str, str]) -> None:
+        pass
+
     def ping(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -72,23 +92,8 @@ class Recorder:
     rules_by_client: dict[str, str] = field(default_factory=dict)
 
 
-class SimRisk:
+class SimRisk(RiskService):
     """``RiskService`` minus I/O; see the module docstring."""
-
-    # the live handlers, unchanged
-    on_price = RiskService.on_price
-    on_signal = RiskService.on_signal
-    on_result = RiskService.on_result
-    roll_day = Guard.roll_day
-    _roll_breaker = Guard._roll_breaker
-    ensure_day_start = Guard.ensure_day_start
-    check_drawdown = Guard.check_drawdown
-    maybe_exit = Guard.maybe_exit
-    pause_symbol = Guard.pause_symbol
-    resume_symbol = Guard.resume_symbol
-    snapshot = Guard.snapshot
-    track = Guard.track
-    reserve = Guard.reserve
 
     def __init__(
         self,
@@ -100,22 +105,16 @@ class SimRisk:
         recorder: Recorder,
         record_pauses: bool = True,
     ) -> None:
-        self.settings = settings
-        self.limits = settings.limits()
+        self.ts = 0
+        # no bus: an unreplaced method reaching for it fails loudly instead of publishing
+        super().__init__(settings, None, clock=self.now)  # type: ignore[arg-type]
         self.market = market
-        self.book = Portfolio(cash=settings.PAPER_START_BALANCE)
-        self.breaker = Breaker()
-        self.day_number = -1
-        self.day = ""
-        self.day_start: float | None = None
-        self.paused: set[str] = set()
-        self.exit_retry_at: dict[str, int] = {}
-        self.store = _NoStore()
+        self.store = _NoStore()  # type: ignore[assignment]
+        self.restored = True  # nothing to restore: the run starts from PAPER_START_BALANCE
         self.fee_pct = fee_pct
         self.slippage_pct = slippage_pct
         self.rec = recorder
         self.record_pauses = record_pauses
-        self.ts = 0
         self.orders: deque[Order] = deque()
 
     def now(self) -> int:
@@ -150,6 +149,13 @@ class SimRisk:
     def publish_order(self, order: Order) -> None:
         self.orders.append(order)
         self.track(order)
+
+    def publish_breaker(self) -> None:
+        """The breaker is ``self.breaker`` already; no Redis hash, no confirmation event."""
+        self.breaker_dirty = False
+
+    def mirror_held(self, now: int) -> None:
+        """Nothing to tell: the live feed polls held symbols, the candle files hold them all."""
 
     def settle(self) -> None:
         """Fill every queued order now, at the latest price, and apply the results."""

@@ -36,6 +36,15 @@ def build_source(settings: FeedSettings) -> Source:
         raise SettingsError(str(exc)) from None
     common = {"lookback_min": settings.SIGNAL_LOOKBACK_MIN, "interval": settings.FEED_INTERVAL}
     if settings.FEED_SOURCE == "synthetic":
+        if 0 <= settings.FEED_SYNTHETIC_PERIOD_S < 1 and settings.EVENT_MAX_LEAD_S <= 60:
+            log.warning(
+                "FEED_SYNTHETIC_PERIOD_S %g: more than one candle a second, so the strictly "
+                "increasing event times run ahead of the clock and readers dead-letter them "
+                "once they lead by EVENT_MAX_LEAD_S (%d s); raise it on every service "
+                "(cdb up does)",
+                settings.FEED_SYNTHETIC_PERIOD_S,
+                settings.EVENT_MAX_LEAD_S,
+            )
         return SyntheticSource(
             settings.symbol_list(),
             settings.FEED_SEED,
@@ -50,13 +59,25 @@ def build_source(settings: FeedSettings) -> Source:
             rows = read_files(paths)
         except ReplayFileError as exc:
             raise SettingsError(f"FEED_REPLAY_FILES: {exc}") from None
-        return ReplaySource(
+        source = ReplaySource(
             rows,
             speed=settings.FEED_REPLAY_SPEED,
             batch=settings.FEED_BATCH,
             shift_to_now=settings.FEED_REPLAY_SHIFT_TO_NOW,
             **common,
         )
+        lead = source.max_lead_s()
+        if lead > settings.EVENT_MAX_LEAD_S:
+            log.warning(
+                "this replay's event times run up to %d s ahead of the clock (FEED_REPLAY_SPEED "
+                "%g, shifted to now): readers whose EVENT_MAX_LEAD_S is below that (yours: %d) "
+                "dead-letter its later events; set EVENT_MAX_LEAD_S=%d on every service",
+                lead,
+                settings.FEED_REPLAY_SPEED,
+                settings.EVENT_MAX_LEAD_S,
+                lead + 60,
+            )
+        return source
     from cdb.exchange.market import MarketClient  # ccxt loads only for the live source
     from cdb.feed.live import LiveSource
 

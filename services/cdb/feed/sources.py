@@ -8,6 +8,7 @@ publishes itself and never sleeps, so it is tested without a clock or Redis.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +48,8 @@ class SyntheticSource:
     The market's own clock is simulated (one candle interval per step); the events
     carry wall-clock timestamps, strictly increasing, so downstream staleness checks
     see fresh data whatever the speed. ``period_s = 0`` emits as fast as possible.
+    Faster than one step a second the stamps run ahead of the clock (readers accept
+    that up to their ``EVENT_MAX_LEAD_S``; ``cdb up`` raises it for such a feed).
     """
 
     name = "synthetic"
@@ -184,6 +187,16 @@ class ReplaySource:
             wait = (self.times[end] - self.times[0]) / self.speed - (now - self._started)
             delay = max(0.0, min(wait, 1.0))  # wake at least once a second (health, stop)
         return Poll(events, delay)
+
+    def max_lead_s(self) -> int:
+        """How far, at most, an event time leads the wall clock, seconds.
+
+        Shifted to now and played faster than real time (``speed > 1``), the stamps run
+        ahead of the clock: the last one by the files' span × (1 − 1/speed). Zero otherwise.
+        """
+        if not self.shift_to_now or self.speed <= 1 or not self.times:
+            return 0
+        return math.ceil((self.times[-1] - self.times[0]) * (1 - 1 / self.speed))
 
     @property
     def finished(self) -> bool:

@@ -38,15 +38,21 @@ LOCAL_DEFAULTS = {"HEALTH_INTERVAL_S": "5"}
 #: The synthetic feed stamps its candles with wall-clock seconds (one per second), so the
 #: signal cooldown is in those seconds. A replay is stamped from now on (shifted) and, at
 #: ``--speed 60``, also plays one 1-minute candle per second; at its end the feed stays up,
-#: idle, so a finished replay is not a dead service. Live streams the exchange's public
+#: idle, so a finished replay is not a dead service. Played faster than real time, its
+#: stamps run ahead of the clock (by up to the files' span), so the readers accept a lead
+#: of up to a week (``EVENT_MAX_LEAD_S``; 60 s elsewhere) instead of dead-lettering them. Live streams the exchange's public
 #: market data (no keys) in real time (``FEED_SOURCE=stream``; ``FEED_SOURCE=live`` in the
 #: environment polls REST instead): the services' own defaults fit it.
+#: ``EVENT_MAX_LEAD_S`` for a feed faster than the clock (a replay; a synthetic market with
+#: ``FEED_SYNTHETIC_PERIOD_S`` < 1, whose strictly increasing stamps run ahead too): a week.
+FAST_FEED_LEAD_S = "604800"
 FEED_DEFAULTS = {
     "synthetic": {"FEED_SYNTHETIC_PERIOD_S": "1", "SIGNAL_COOLDOWN_S": "60"},
     "replay": {
         "FEED_REPLAY_SHIFT_TO_NOW": "true",
         "FEED_REPLAY_AT_END": "idle",
         "SIGNAL_COOLDOWN_S": "60",
+        "EVENT_MAX_LEAD_S": FAST_FEED_LEAD_S,
     },
     "live": {},
 }
@@ -76,6 +82,8 @@ def child_env(
     env = {k: v for k, v in base.items() if k not in DROPPED}
     for key, value in {**LOCAL_DEFAULTS, **FEED_DEFAULTS[feed_source]}.items():
         env.setdefault(key, value)
+    if feed_source == "synthetic" and _faster_than_the_clock(env.get("FEED_SYNTHETIC_PERIOD_S")):
+        env.setdefault("EVENT_MAX_LEAD_S", FAST_FEED_LEAD_S)
     if feed_source == "replay":
         if speed is not None:
             env["FEED_REPLAY_SPEED"] = f"{speed:g}"
@@ -88,6 +96,14 @@ def child_env(
     env["HTTP_PORT"] = str(port)
     env["CDB_CONSUMER_NAME"] = f"{service}-local"
     return env
+
+
+def _faster_than_the_clock(period: str | None) -> bool:
+    """A synthetic period under a second (stamps strictly increase: they run ahead)."""
+    try:
+        return float(period or "1") < 1
+    except ValueError:
+        return False  # the feed itself names the bad setting (exit 2)
 
 
 def wants_private(env: Mapping[str, str], host_variable: str) -> bool:
