@@ -122,14 +122,11 @@ class Up:
             return
         wanted = plan.ports_for(base)
         for name, port in wanted.items():
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    raise SetupError(
-                        f"port {port} ({name}) is in use: is another cdb up running? "
-                        "Stop it, or pass --http-port-base 0 to use free ports"
-                    ) from None
+            if port is not None and not port_free(port):
+                raise SetupError(
+                    f"port {port} ({name}) is in use: is another cdb up running? "
+                    "Stop it, or pass --http-port-base 0 to use free ports"
+                )
         self.ports = {k: v for k, v in wanted.items() if v is not None}
 
     def _refuse_foreign_fresh(self) -> None:
@@ -148,6 +145,21 @@ class Up:
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
+
+    def _check_not_locked(self) -> None:
+        """Refuse early, creating nothing, when another cdb up holds this directory's lock."""
+        path = self.data_dir / "up.lock"
+        if not path.exists():
+            return
+        with path.open("r") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SetupError(
+                    f"another cdb up is running with {self.data_dir}; stop it first "
+                    "(or use another --data-dir)"
+                ) from None
+            fcntl.flock(f, fcntl.LOCK_UN)
 
     def _lock(self) -> None:
         self._lock_file = (self.data_dir / "up.lock").open("a+")
@@ -350,11 +362,13 @@ class Up:
             if self.args.speed is not None and (self.args.feed != "replay" or self.args.speed < 0):
                 raise SetupError("--speed takes a number >= 0 and applies to --feed replay only")
             check_binaries(redis_private, pg_private)
-            self._refuse_foreign_fresh()  # before anything is written into that directory
+            # every check before anything is written: a refused cdb up leaves nothing behind
+            self._refuse_foreign_fresh()
+            self._check_not_locked()
+            self._resolve_ports()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
             self._prepare_data_dir()
-            self._resolve_ports()
         except SetupError as exc:
             return self.fail(str(exc))
         self.servers = Servers(self.data_dir, redis_private, pg_private, base_env=dict(os.environ))
@@ -393,6 +407,22 @@ class Up:
         if self.servers is not None:
             self.servers.stop()
         state.forget(self.data_dir, os.getpid())
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now.
+
+    Binds with ``SO_REUSEADDR`` as the services' own server (waitress) does, so the
+    TIME_WAIT sockets a just-stopped run leaves for ~60 s do not count as in use, while a
+    socket that listens (or is bound) there still does.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def main(args: argparse.Namespace) -> int:
