@@ -3,10 +3,14 @@ behind, a terminal closed (SIGHUP) or ``kill -9`` of ``cdb up``, leftovers of a 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 from pathlib import Path
 
-from test_local import base_env, cdb, tempdir
+from helpers import wait_until
+from test_local import Command, alive, base_env, cdb, cdb_health, cleanup, tempdir
 
 from cdb.local.up import port_free
 
@@ -61,3 +65,65 @@ def test_a_busy_port_refuses_cdb_up_and_leaves_no_data_dir_behind():
     assert done.returncode == 1
     assert f"port {port} (feed) is in use" in done.stderr
     assert not up_dir.exists()  # no data dir, no up.lock: the check came before anything
+
+
+def _start(up_dir: Path, out: str, started: list[Command]) -> tuple[Command, dict]:
+    up = Command(
+        ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--refresh", "1"],
+        base_env(),
+        up_dir.parent / out,
+    )
+    started.append(up)
+    session = up_dir / "up.json"
+    wait_until(session.exists, timeout=120, message=f"up.json (output: {up.out})")
+    info = json.loads(session.read_text())
+    ports = info["http_ports"].values()
+    wait_until(lambda: all(cdb_health(p) for p in ports), timeout=90, message="all healthy")
+    return up, info
+
+
+def _everything_gone(up_dir: Path, info: dict) -> bool:
+    pids = [*info["pids"].values(), info["redis_pid"], info["watchdog_pid"]]
+    return (
+        not any(alive(p) for p in pids)
+        and not (up_dir / "pg" / "pgdata" / "postmaster.pid").exists()
+        and not (up_dir / "up.json").exists()
+    )
+
+
+def test_sighup_kill_9_and_a_dead_watchdog_leave_nothing_running(tmp_path):
+    up_dir = tempdir("cdb-up-") / "data"
+    info: dict | None = None
+    started: list[Command] = []
+    try:
+        # a closed terminal: SIGHUP stops as gracefully as Ctrl-C
+        up, info = _start(up_dir, "hup.out", started)
+        up.proc.send_signal(signal.SIGHUP)
+        assert up.wait(timeout=90) == 0, up.text()
+        assert up.text().rstrip().endswith("stopped.")
+        assert _everything_gone(up_dir, info)
+        assert "feed stopped" in (up_dir / "logs" / "feed.log").read_text()
+
+        # kill -9: the watchdog stops the services, PostgreSQL and Redis
+        up, info = _start(up_dir, "kill.out", started)
+        up.kill()
+        wait_until(lambda: _everything_gone(up_dir, info), timeout=90, message="leftovers")
+        assert "feed stopped" in (up_dir / "logs" / "feed.log").read_text()  # gracefully
+        assert "stopping PostgreSQL" in (up_dir / "logs" / "watchdog.log").read_text()
+
+        # cdb up and its watchdog both killed: the next cdb up takes over and says so
+        up, info = _start(up_dir, "both.out", started)
+        os.kill(info["watchdog_pid"], signal.SIGKILL)
+        up.kill()
+        again = cdb(
+            ["up", "--data-dir", str(up_dir), "--http-port-base", "0", "--duration", "3"],
+            base_env(),
+            timeout=180,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"cdb up (pid {info['pid']}) ended without stopping its processes" in again.stdout
+        assert "stopping PostgreSQL" in again.stdout
+        assert _everything_gone(up_dir, info)
+    finally:
+        for up in started:
+            cleanup(up, info, up_dir)

@@ -12,11 +12,13 @@ reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ from typing import TextIO
 
 import redis
 
-from cdb.local import plan, render, state
+from cdb.local import plan, render, state, watchdog
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
 from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
@@ -103,14 +105,15 @@ class Up:
         self.finished: set[str] = set()
         self.started = time.monotonic()
         self.quote = os.environ.get("QUOTE_ASSET", "USDT")
+        self.watchdog: subprocess.Popen | None = None
 
     # -- output ------------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        _print(text, self.out)
 
     def fail(self, text: str) -> int:
-        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+        _print(f"cdb up: {text}", sys.stderr)
         return 1
 
     # -- steps -------------------------------------------------------------------------------
@@ -134,6 +137,21 @@ class Up:
             raise SetupError(
                 f"--fresh refuses to delete {self.data_dir}: it was not made by cdb up"
             )
+
+    def _take_over_leftovers(self) -> None:
+        """With the lock held: stop what a dead cdb up left running in this directory.
+
+        Its watchdog normally does that; this covers a watchdog that died too. Only this
+        directory's processes are touched (the ones up.json records, checked by their
+        command line, and the PostgreSQL whose postmaster.pid is in DATA_DIR/pg).
+        """
+        old = state.read(self.data_dir / SESSION_FILE, self.data_dir)
+        pg_left = (self.data_dir / "pg" / "pgdata" / "postmaster.pid").exists()
+        if old is None and not pg_left:
+            return
+        who = f"cdb up (pid {old.pid})" if old is not None else "a cdb up"
+        self.say(f"{who} ended without stopping its processes; stopping what it left running…")
+        watchdog.clean_up(self.data_dir, self.args.stop_timeout, log=lambda t: self.say(f"  {t}"))
 
     def _prepare_data_dir(self) -> None:
         """With the lock held, so a running cdb up never loses its data under it."""
@@ -171,6 +189,34 @@ class Up:
                 "(or use another --data-dir)"
             ) from None
 
+    def _start_watchdog(self) -> None:
+        """Stops everything if this process dies without doing so (see cdb.local.watchdog)."""
+        log_path = self.data_dir / "logs" / "watchdog.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self.watchdog = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cdb.local.watchdog",
+                    str(self.data_dir),
+                    str(self.args.stop_timeout),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a closed terminal's SIGHUP does not reach it
+            )
+
+    def _dismiss_watchdog(self) -> None:
+        if self.watchdog is None or self.watchdog.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            self.watchdog.stdin.write(watchdog.BYE)
+            self.watchdog.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.watchdog.wait(timeout=10)
+
     def _write_session(self) -> None:
         assert self.servers is not None
         private = {
@@ -192,6 +238,7 @@ class Up:
                 "servers": private,  # only private servers: external ones come from env
                 "logs": str(self.data_dir / "logs"),
                 "feed": self.args.feed,
+                "watchdog_pid": self.watchdog.pid if self.watchdog is not None else None,
             }
         )
 
@@ -270,7 +317,7 @@ class Up:
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
-        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+        _print(f"cdb up: {text}", sys.stderr)
 
     def _down(self) -> dict[str, int | str]:
         """Per service that is not running: its state text for the summary."""
@@ -368,12 +415,14 @@ class Up:
             self._resolve_ports()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
+            self._take_over_leftovers()
             self._prepare_data_dir()
         except SetupError as exc:
             return self.fail(str(exc))
         self.servers = Servers(self.data_dir, redis_private, pg_private, base_env=dict(os.environ))
         snap: Snapshot | None = None
         try:
+            self._start_watchdog()
             self.say("starting servers…")
             self.servers.start()
             self._describe_servers()
@@ -407,6 +456,13 @@ class Up:
         if self.servers is not None:
             self.servers.stop()
         state.forget(self.data_dir, os.getpid())
+        self._dismiss_watchdog()
+
+
+def _print(text: str, stream: TextIO) -> None:
+    """Print, but never fail: after SIGHUP the terminal may be gone while cdb up stops."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream, flush=True)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -431,6 +487,7 @@ def main(args: argparse.Namespace) -> int:
     def request_stop(*_: object) -> None:
         up.stop.set()
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # a closed terminal (SIGHUP) stops as gracefully as Ctrl-C and SIGTERM
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
     return up.run()
