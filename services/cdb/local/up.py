@@ -277,6 +277,7 @@ class Up:
         child = Child(advisor.NAME, port, env, log)
         child.start()
         self.children[advisor.NAME] = child
+        self.ports[advisor.NAME] = port  # its row and /metrics URL in the summary
         self.say(f"advisor    shadow mode, model {model}, http://127.0.0.1:{port}/metrics")
 
     def _describe_servers(self) -> None:
