@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import wait_until
@@ -127,3 +129,19 @@ def test_sighup_kill_9_and_a_dead_watchdog_leave_nothing_running(tmp_path):
     finally:
         for up in started:
             cleanup(up, info, up_dir)
+
+
+def test_cdb_status_into_a_closed_pipe_ends_quietly(tmp_path):
+    env = base_env(CDB_STATE_DIR=str(tmp_path), REDIS_HOST="127.0.0.1", REDIS_PORT="1")
+    env.update(POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cdb", "status", "--http-port-base", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    proc.stdout.close()  # the reader is gone before anything is written: `cdb status | head`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
