@@ -47,3 +47,12 @@ def test_an_unreachable_database_is_unknown_not_empty():
     assert "(none yet)" not in text
     assert text.count("unknown (PostgreSQL unreachable)") == 3
     assert "(none yet)" in render.status_report(Snapshot(), dict(PORTS), "USDT")
+
+
+def test_kept_positions_from_another_feed_are_warned_about():
+    assert plan.feed_change_warning("synthetic", "synthetic", ["BTC_USDT"]) is None
+    assert plan.feed_change_warning("live", "synthetic", []) is None
+    assert plan.feed_change_warning(None, "live", ["BTC_USDT"]) is None  # first run
+    text = plan.feed_change_warning("synthetic", "live", ["BTC_USDT"])
+    assert text.startswith("warning: 1 open position (BTC_USDT) from the previous run on --feed")
+    assert "--fresh" in text

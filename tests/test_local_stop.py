@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg2
 from helpers import wait_until
 from test_local import Command, alive, base_env, cdb, cdb_health, cleanup, tempdir
 
@@ -113,8 +114,27 @@ def test_sighup_kill_9_and_a_dead_watchdog_leave_nothing_running(tmp_path):
         assert "feed stopped" in (up_dir / "logs" / "feed.log").read_text()  # gracefully
         assert "stopping PostgreSQL" in (up_dir / "logs" / "watchdog.log").read_text()
 
+        assert json.loads((up_dir / "last-run.json").read_text()) == {"feed": "synthetic"}
+
         # cdb up and its watchdog both killed: the next cdb up takes over and says so
         up, info = _start(up_dir, "both.out", started)
+        # and a position it keeps, as if opened on live prices: the next run warns
+        (up_dir / "last-run.json").write_text('{"feed": "live"}')
+        pg = {k: v for k, v in info["servers"].items() if k.startswith("POSTGRES_")}
+        with (
+            psycopg2.connect(
+                host=pg["POSTGRES_HOST"],
+                port=pg["POSTGRES_PORT"],
+                user=pg["POSTGRES_USER"],
+                password=pg["POSTGRES_PASSWORD"],
+                dbname=pg["POSTGRES_DB"],
+            ) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute(
+                "INSERT INTO positions (symbol, quantity, avg_price, updated_ts) "
+                "VALUES ('ETH_USDT', 0.5, 3100, 0)"
+            )
         os.kill(info["watchdog_pid"], signal.SIGKILL)
         up.kill()
         again = cdb(
@@ -125,6 +145,9 @@ def test_sighup_kill_9_and_a_dead_watchdog_leave_nothing_running(tmp_path):
         assert again.returncode == 0, again.stdout + again.stderr
         assert f"cdb up (pid {info['pid']}) ended without stopping its processes" in again.stdout
         assert "stopping PostgreSQL" in again.stdout
+        assert "warning: 1 open position (ETH_USDT) from the previous run on --feed live" in (
+            again.stderr
+        )
         assert _everything_gone(up_dir, info)
     finally:
         for up in started:

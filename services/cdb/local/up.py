@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -25,8 +26,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+import psycopg2
 import redis
 
+from cdb.db.connect import connect
 from cdb.local import plan, render, state, watchdog
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
@@ -157,7 +160,7 @@ class Up:
         """With the lock held, so a running cdb up never loses its data under it."""
         if self.args.fresh:
             self._refuse_foreign_fresh()
-            for name in ("redis", "pg", "logs", SESSION_FILE):
+            for name in ("redis", "pg", "logs", SESSION_FILE, plan.LAST_RUN_FILE):
                 path = self.data_dir / name
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -216,6 +219,31 @@ class Up:
             self.watchdog.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.watchdog.wait(timeout=10)
+
+    def _previous_feed(self) -> str | None:
+        try:
+            raw = json.loads((self.data_dir / plan.LAST_RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return raw.get("feed") if isinstance(raw, dict) else None
+
+    def _warn_about_kept_positions(self, previous: str | None) -> None:
+        """Open positions from a run on another --feed: say so on the screen."""
+        assert self.servers is not None
+        try:
+            conn = connect(self.servers.postgres_settings(), application_name="cdb-up")
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT symbol FROM positions WHERE quantity > 0")
+                    symbols = [row[0] for row in cur.fetchall()]
+            finally:
+                conn.close()
+        except psycopg2.Error:
+            return  # the summary reports an unreachable database
+        warning = plan.feed_change_warning(previous, self.args.feed, symbols)
+        if warning:
+            self._note(warning)
+        (self.data_dir / plan.LAST_RUN_FILE).write_text(json.dumps({"feed": self.args.feed}))
 
     def _write_session(self) -> None:
         assert self.servers is not None
@@ -425,8 +453,10 @@ class Up:
         try:
             self._start_watchdog()
             self.say("starting servers…")
+            previous = self._previous_feed()
             self.servers.start()
             self._describe_servers()
+            self._warn_about_kept_positions(previous)
             if self.stop.is_set():
                 return 0
             self._start_children()
