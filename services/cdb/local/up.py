@@ -4,9 +4,10 @@ Uses the Redis and PostgreSQL the environment names (``REDIS_HOST``,
 ``POSTGRES_HOST``) or starts private ones in the data directory, migrates the
 database, starts every service as a child process (logs in ``DATA_DIR/logs``),
 and shows a live summary until Ctrl-C (or ``--duration``), then stops the
-services (producers first) and the private servers. A service that dies is
-reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
-``cdb status`` where everything runs.
+services (producers first) and the private servers; a closed terminal (SIGHUP)
+stops the same way, and if ``cdb up`` itself is killed its watchdog
+(``cdb.local.watchdog``) does. A service that dies is reported and restarted with
+backoff. ``DATA_DIR/up.json`` tells ``cdb status`` where everything runs.
 """
 
 from __future__ import annotations
