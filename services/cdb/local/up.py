@@ -30,11 +30,10 @@ from typing import TextIO
 import psycopg2
 import redis
 
-from cdb.db.connect import connect
 from cdb.local import plan, render, state, watchdog
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
-from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
+from cdb.local.snapshot import Database, Snapshot, open_positions, read_breaker, read_services
 from cdb.local.state import SESSION_FILE
 from cdb.localservers import free_port
 
@@ -195,31 +194,7 @@ class Up:
 
     def _start_watchdog(self) -> None:
         """Stops everything if this process dies without doing so (see cdb.local.watchdog)."""
-        log_path = self.data_dir / "logs" / "watchdog.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            self.watchdog = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cdb.local.watchdog",
-                    str(self.data_dir),
-                    str(self.args.stop_timeout),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a closed terminal's SIGHUP does not reach it
-            )
-
-    def _dismiss_watchdog(self) -> None:
-        if self.watchdog is None or self.watchdog.stdin is None:
-            return
-        with contextlib.suppress(OSError):
-            self.watchdog.stdin.write(watchdog.BYE)
-            self.watchdog.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.watchdog.wait(timeout=10)
+        self.watchdog = watchdog.start(self.data_dir, self.args.stop_timeout)
 
     def _previous_feed(self) -> str | None:
         try:
@@ -232,13 +207,7 @@ class Up:
         """Open positions from a run on another --feed: say so on the screen."""
         assert self.servers is not None
         try:
-            conn = connect(self.servers.postgres_settings(), application_name="cdb-up")
-            try:
-                with conn, conn.cursor() as cur:
-                    cur.execute("SELECT symbol FROM positions WHERE quantity > 0")
-                    symbols = [row[0] for row in cur.fetchall()]
-            finally:
-                conn.close()
+            symbols = open_positions(self.servers.postgres_settings())
         except psycopg2.Error:
             return  # the summary reports an unreachable database
         warning = plan.feed_change_warning(previous, self.args.feed, symbols)
@@ -488,7 +457,7 @@ class Up:
         if self.servers is not None:
             self.servers.stop()
         state.forget(self.data_dir, os.getpid())
-        self._dismiss_watchdog()
+        watchdog.dismiss(self.watchdog)
 
 
 def _print(text: str, stream: TextIO) -> None:

@@ -89,6 +89,31 @@ def clean_up(data_dir: Path, timeout: float, log=print) -> None:
         state.forget(data_dir, bot.pid)
 
 
+def start(data_dir: Path, timeout: float) -> subprocess.Popen:
+    """Start the watchdog of the ``cdb up`` calling this; its log in ``DATA_DIR/logs``."""
+    log_path = data_dir / "logs" / "watchdog.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cdb.local.watchdog", str(data_dir), str(timeout)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a closed terminal's SIGHUP does not reach it
+        )
+
+
+def dismiss(proc: subprocess.Popen | None) -> None:
+    """At ``cdb up``'s normal end: tell the watchdog all is stopped; it exits doing nothing."""
+    if proc is None or proc.stdin is None:
+        return
+    with contextlib.suppress(OSError):
+        proc.stdin.write(BYE)
+        proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
 def main(argv: list[str]) -> int:
     data_dir, timeout = Path(argv[0]), float(argv[1])
     for sig in (signal.SIGINT, signal.SIGHUP):
