@@ -40,6 +40,11 @@ def test_redis_snapshot_loads_into_a_fresh_server(guarded_redis, pg_env, tmp_pat
     assert set(manifest["files"]) == {"postgres.dump", "redis.rdb"}
     assert manifest["tools"]["redis_server"].count(".") == 2
     assert SECRET.encode() not in (backup / "manifest.json").read_bytes()
+    # the owner's alone: the database's rows and the Redis state are not world-readable
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+    assert oct(backup.stat().st_mode & 0o777) == "0o700"
+    for name in ("postgres.dump", "redis.rdb", "manifest.json"):
+        assert oct((backup / name).stat().st_mode & 0o777) == "0o600", name
     assert cdb(["restore", "--check", str(backup)], {}).returncode == 0
 
     # the runbook's Redis restore: the RDB as dump.rdb in an empty data dir, AOF off

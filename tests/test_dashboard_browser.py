@@ -192,6 +192,35 @@ def test_overview_loads_without_console_errors_and_shows_data(pipe, browser):
     assert console_errors(browser) == []
 
 
+def test_charts_use_utc_24_hours_and_draw_a_loss_red(pipe, browser):
+    """As the tables: times in UTC, 24-hour; a day's loss is a red bar, a gain a green one."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, pipe)
+    wait_until(
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "#pnl-chart .u-legend .u-series")) == 3,
+        timeout=20,
+        message="the P&L chart with a gain and a loss series",
+    )
+    # 2023-11-14 22:13:20 UTC: "22:13" whatever the browser's zone or 12-hour locale
+    got = browser.execute_script(
+        "const C = window.cdbCharts; return [C.timeLabels([1700000000, 1700003600]),"
+        " C.timeLabels([1700000000, 1700000000 + 3 * 86400]), C.timeValue(1700000000),"
+        " C.splitBySign([5, -3, 0])];"
+    )
+    assert got == [
+        ["22:13", "23:13"],
+        ["11-14", "11-17"],
+        "2023-11-14 22:13:20 UTC",
+        [[5, None, 0], [None, -3, None]],
+    ]
+    legend = browser.find_elements(By.CSS_SELECTOR, "#pnl-chart .u-legend .u-series")
+    assert "realized loss" in legend[2].text and "realized gain" in legend[1].text
+    marker = legend[2].find_element(By.CSS_SELECTOR, ".u-marker")
+    assert marker.value_of_css_property("border-color") == "rgb(197, 34, 31)"  # red
+    assert console_errors(browser) == []
+
+
 def test_the_page_shows_what_sql_says(pipe, browser):
     """What a person reads on the page (cash, positions) is what the tables hold."""
     open_page(browser, pipe)

@@ -228,3 +228,30 @@ def test_stream_service_publishes_held_symbols_and_shows_data_age_and_reconnects
             assert proc.health()[0] == 200
         finally:
             assert proc.stop() == 0
+
+
+def test_a_restarted_synthetic_market_continues_from_the_last_published_prices(
+    redis_env, redis_client, tmp_path
+):
+    """A position kept from the last run (entry 61680.9) is not valued at the seed's 60000."""
+    from cdb.feed.service import last_prices
+
+    left = SyntheticSource(["BTC_USDT", "ETH_USDT"], 42, start_prices={"BTC_USDT": 61680.9})
+    for event in left.events_at(int(time.time()) - 5):
+        redis_client.xadd("market_data", {"data": event.model_dump_json()})
+    redis_client.xadd("market_data", {"data": b"not json"})  # skipped, not fatal
+    before = last_prices(redis_client, ["BTC_USDT", "ETH_USDT", "SOL_USDT"])
+    assert set(before) == {"BTC_USDT", "ETH_USDT"}
+    assert abs(before["BTC_USDT"] / 61680.9 - 1) < 0.05
+
+    env = {**redis_env, "FEED_SOURCE": "synthetic", "SYMBOLS": "BTC_USDT,ETH_USDT"}
+    proc = ServiceProcess("feed", {**env, "FEED_SYNTHETIC_PERIOD_S": "0.05"}, tmp_path).start()
+    try:
+        wait_until(lambda: redis_client.xlen("market_data") >= 9, message="new events")
+    finally:
+        assert proc.stop() == 0
+    first_new = [parse_event(f[b"data"]) for _, f in redis_client.xrange("market_data")[3:5]]
+    prices = {e.symbol: float(e.price) for e in first_new}
+    assert abs(prices["BTC_USDT"] / before["BTC_USDT"] - 1) < 0.02, prices  # not 60000
+    assert abs(prices["ETH_USDT"] / before["ETH_USDT"] - 1) < 0.02, prices
+    assert "continues from the last published prices" in proc.log()

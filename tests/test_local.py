@@ -189,7 +189,9 @@ def test_breaker_and_service_texts():
     assert render.service_state(view, exited=2) == "EXITED (code 2)"
     assert render.service_state(view, exited="finished") == "finished"
     snap = Snapshot(counts={"signals": 3, "orders": 2, "fills": 2})
-    assert render.headline(snap, "USDT").startswith("signals 3 | orders 2 | fills 2 |")
+    assert render.headline(snap, "USDT").startswith(
+        "signals 3 | orders 2 | fills 2 (since start of data) |"
+    )
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_cdb_up_feed_live_streams_and_paper_trades_on_the_exchanges_prices(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "paper trading, live market data" in done.stdout
     assert "paper trading on live prices" in done.stdout
-    assert "fills 1 |" in done.stdout  # one BUY: the cooldown holds the rest
+    assert "fills 1 (since start of data) |" in done.stdout  # one BUY: the cooldown holds the rest
     assert "BTC_USDT BUY" in done.stdout and "Momentum" in done.stdout
     paths = {path for path, _ in mexc_stream.rest_calls}
     assert {"/api/v3/exchangeInfo", "/api/v3/klines"} <= paths

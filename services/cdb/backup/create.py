@@ -82,7 +82,7 @@ def create_backup(
     if redis_settings is not None:
         find_redis_cli()
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        output.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new directory: owner only
     except OSError as exc:
         raise BackupError(f"cannot create {output}: {exc.strerror}") from None
     with backup_lock(output):
@@ -90,9 +90,12 @@ def create_backup(
         name = backup_name(datetime.now(UTC))
         final = output / name
         work = output / f"{PARTIAL_PREFIX}{name}"
-        work.mkdir()
+        work.mkdir(mode=0o700)
         try:
+            work.chmod(0o700)  # the umask may only narrow it; a backup is the owner's alone
             manifest = _write_backup(work, pg, redis_settings, lock_wait_s, on_snapshot)
+            for path in work.iterdir():  # the tools write 0644; the directory hid them meanwhile
+                path.chmod(0o600)
             check_files(work, manifest)
             check_dump_covers(work / DUMP_FILE, manifest.tables)
             if final.exists():

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from cdb.bus import HELD_KEY, Bus
+from cdb.bus import HELD_KEY, MARKET_DATA, Bus
 from cdb.events import Event
 from cdb.feed.candles import window_candles
 from cdb.feed.replay import ReplayFileError, read_files, sample_path
@@ -28,8 +29,39 @@ from cdb.settings import SettingsError
 log = logging.getLogger(__name__)
 
 
-def build_source(settings: FeedSettings) -> Source:
-    """The source the settings ask for; a setting that cannot work is a ``SettingsError``."""
+def last_prices(client: Any, symbols: list[str], scan: int = 5_000) -> dict[str, float]:
+    """The newest ``market_data`` price per symbol on the bus (symbol → price).
+
+    Reads the stream backwards, at most ``scan`` entries; symbols not found are left out.
+    A restarted synthetic market continues from these, so positions kept from the previous
+    run are not valued (and stopped out) at the seed's starting price.
+    """
+    wanted, found = set(symbols), {}
+    end, seen = "+", 0
+    while wanted - found.keys() and seen < scan:
+        entries = client.xrevrange(MARKET_DATA, max=end, min="-", count=500)
+        if not entries:
+            break
+        for _id, fields in entries:
+            try:
+                data = json.loads(fields.get(b"data") or fields.get("data") or b"null")
+                symbol, price = data["symbol"], float(data["price"])
+            except (TypeError, ValueError, KeyError):
+                continue
+            if symbol in wanted and symbol not in found and price > 0:
+                found[symbol] = price
+        seen += len(entries)
+        last = entries[-1][0]
+        last = last.decode() if isinstance(last, bytes) else last
+        end = f"({last}"
+    return found
+
+
+def build_source(settings: FeedSettings, start_prices: dict[str, float] | None = None) -> Source:
+    """The source the settings ask for; a setting that cannot work is a ``SettingsError``.
+
+    ``start_prices`` (symbol → price): where the synthetic market continues.
+    """
     try:
         window_candles(settings.FEED_INTERVAL, settings.SIGNAL_LOOKBACK_MIN)
     except ValueError as exc:
@@ -51,6 +83,7 @@ def build_source(settings: FeedSettings) -> Source:
             period_s=settings.FEED_SYNTHETIC_PERIOD_S,
             quote_volume=settings.FEED_SYNTHETIC_QUOTE_VOLUME,
             batch=settings.FEED_BATCH,
+            start_prices=start_prices,
             **common,
         )
     if settings.FEED_SOURCE == "replay":
@@ -179,7 +212,7 @@ class FeedService(Service):
 
     def __init__(self, settings: FeedSettings, bus: Bus, source: Source | None = None) -> None:
         super().__init__(settings, bus)
-        self.source = source or build_source(settings)
+        self.source = source or build_source(settings, self._continue_from(settings))
         self.pending: list[Event] = []
         self.published: dict[str, int] = {}
         self.last_market_data: dict[str, dict[str, Any]] = {}
@@ -192,6 +225,19 @@ class FeedService(Service):
             settings.FEED_INTERVAL,
             settings.SIGNAL_LOOKBACK_MIN,
         )
+
+    def _continue_from(self, settings: FeedSettings) -> dict[str, float] | None:
+        """For the synthetic market: the last prices published, if the bus still has them."""
+        if settings.FEED_SOURCE != "synthetic":
+            return None
+        try:
+            prices = last_prices(self.bus.client, settings.symbol_list())
+        except redis.RedisError as exc:
+            log.warning("cannot read the last prices (%s); the synthetic market starts anew", exc)
+            return None
+        if prices:
+            log.info("synthetic market continues from the last published prices: %s", prices)
+        return prices
 
     def _held(self) -> list[str]:
         """The symbols the risk manager holds (``HELD_KEY``); absent (a flushed Redis) means

@@ -64,8 +64,11 @@ class SyntheticSource:
         period_s: float = 1.0,
         quote_volume: float = 5_000.0,
         batch: int = 500,
+        start_prices: dict[str, float] | None = None,
     ) -> None:
-        self.market = SyntheticMarket(symbols, seed, interval=interval, quote_volume=quote_volume)
+        self.market = SyntheticMarket(
+            symbols, seed, interval=interval, quote_volume=quote_volume, start_prices=start_prices
+        )
         self.interval = interval
         self.lookback_min = lookback_min
         self.period_s = period_s

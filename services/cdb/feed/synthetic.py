@@ -52,12 +52,16 @@ MEAN_REVERSION = 0.002  # per candle, on the log distance from the starting pric
 class SymbolWalk:
     """The walk of one symbol: deterministic given ``(seed, symbol)``."""
 
-    def __init__(self, symbol: str, seed: int, quote_volume: float) -> None:
+    def __init__(
+        self, symbol: str, seed: int, quote_volume: float, start_price: float | None = None
+    ) -> None:
         self.symbol = symbol
         self.rng = random.Random(f"{seed}/{symbol}")  # str seeds hash deterministically
         base = symbol.split("_", 1)[0]
         self.anchor = START_PRICES.get(base) or 10 ** self.rng.uniform(-2, 3)
-        self.price = self.anchor
+        # ``start_price``: where a previous run left this symbol (the market continues there;
+        # the mean reversion still pulls gently towards the anchor)
+        self.price = start_price if start_price and start_price > 0 else self.anchor
         self.quote_volume = quote_volume
         self.regime = NORMAL
         self.left = self.rng.randint(NORMAL.min_len, NORMAL.max_len)
@@ -95,10 +99,13 @@ class SyntheticMarket:
         interval: str = "1m",
         start_ms: int = 0,
         quote_volume: float = 5_000.0,
+        start_prices: dict[str, float] | None = None,
     ) -> None:
+        """``start_prices``: symbol → price to start from (default: each symbol's anchor)."""
         if not symbols:
             raise ValueError("the synthetic market needs at least one symbol")
-        self.walks = [SymbolWalk(s, seed, quote_volume) for s in symbols]
+        start = start_prices or {}
+        self.walks = [SymbolWalk(s, seed, quote_volume, start.get(s)) for s in symbols]
         self.interval_ms = INTERVAL_SECONDS[interval] * 1000
         self.next_open_ms = start_ms
 

@@ -122,3 +122,24 @@ def looks_like_data_dir(path: Path) -> bool:
     names = {p.name for p in path.iterdir()}
     names.discard("up.lock")  # taken by this very run before the check
     return not names or bool(names & {"up.json", "redis", "pg", "logs"})
+
+
+#: Survives the run (``up.json`` is removed at its end): which ``--feed`` the last run used.
+LAST_RUN_FILE = "last-run.json"
+
+
+def feed_change_warning(previous: str | None, feed: str, open_symbols: list[str]) -> str | None:
+    """The warning for positions kept from a run on another market, or None.
+
+    A position opened on the synthetic market is valued at the live (or replayed) prices of
+    this run, and the other way round: its stop loss may fire at once on the jump.
+    """
+    if not open_symbols or previous is None or previous == feed:
+        return None
+    n = len(open_symbols)
+    return (
+        f"warning: {n} open position{'s' if n > 1 else ''} ({', '.join(sorted(open_symbols))}) "
+        f"from the previous run on --feed {previous}; this run's --feed {feed} prices "
+        f"{'them' if n > 1 else 'it'} differently, so its stop loss may fire at once "
+        "(--fresh starts from zero)"
+    )

@@ -52,21 +52,38 @@ def service_detail(view: ServiceView) -> str:
         published = s.get("published", 0)
         if isinstance(published, dict):
             published = sum(v for v in published.values() if isinstance(v, int))
-        return f"published {published}"
+        return f"published {published} this run"
     if view.name == "signal":
-        return f"signals {s.get('signals_generated', 0)}"
+        return f"signals {s.get('signals_generated', 0)} this run"
     if view.name == "risk":
         positions = s.get("positions") or {}
         return f"{len(positions)} open, exposure {_pct(s.get('exposure_pct'))}"
     if view.name == "execution":
         return f"{s.get('mode', '?')}{', FAIL-CLOSED' if s.get('fail_closed') else ''}"
     if view.name == "persistence":
-        return f"rows {sum((s.get('rows_written') or {}).values())}"
+        return f"rows {sum((s.get('rows_written') or {}).values())} this run"
     if view.name == "notifier":
         return f"alerts {s.get('alerts_logged', 0)}, push {s.get('webpush', '?')}"
     if view.name == "dashboard":
         return "buttons on (DASHBOARD_TOKEN)" if s.get("writable") else "read-only"
+    if view.name == "advisor":
+        return "shadow mode (ml_signals only)"
     return ""
+
+
+def rows_of(ports: Mapping[str, int | None]) -> tuple[str, ...]:
+    """The services shown, in display order: the pipeline's, then the advisor if it runs."""
+    return DISPLAY_ORDER + (("advisor",) if "advisor" in ports else ())
+
+
+def links(ports: Mapping[str, int | None]) -> list[str]:
+    """Where to look: the dashboard's URL and the advisor's /metrics (when it runs)."""
+    out = []
+    if ports.get("dashboard"):
+        out.append(f"dashboard  http://127.0.0.1:{ports['dashboard']}/")
+    if ports.get("advisor"):
+        out.append(f"advisor    http://127.0.0.1:{ports['advisor']}/metrics")
+    return out
 
 
 def _fit(text: str, width: int) -> str:
@@ -89,10 +106,12 @@ def equity_text(snap: Snapshot, quote: str) -> str:
 
 
 def headline(snap: Snapshot, quote: str) -> str:
+    """Counts from PostgreSQL (every run on this data, unlike the services' "this run"
+    figures), equity, breaker."""
     c = snap.counts
     return (
         f"signals {c.get('signals', '?')} | orders {c.get('orders', '?')} | "
-        f"fills {c.get('fills', '?')} | equity {equity_text(snap, quote)} | "
+        f"fills {c.get('fills', '?')} (since start of data) | equity {equity_text(snap, quote)} | "
         f"breaker {breaker_text(snap.breaker)}"
     )
 
@@ -122,12 +141,17 @@ def line(
     )
 
 
-def _rows(title: str, rows: Iterable[str]) -> list[str]:
+def _rows(title: str, rows: Iterable[str], empty: str = "(none yet)") -> list[str]:
     rows = list(rows)
-    return [title, *(f"  {r}" for r in rows)] if rows else [title, "  (none yet)"]
+    return [title, *(f"  {r}" for r in rows)] if rows else [title, f"  {empty}"]
 
 
 def latest_lines(snap: Snapshot) -> list[str]:
+    """The latest signals, orders and risk events; ``unknown`` when PostgreSQL did not answer."""
+    if snap.database_error:
+        unknown = "unknown (PostgreSQL unreachable)"
+        titles = ("latest signals", "latest orders", "latest risk events")
+        return [line for t in titles for line in _rows(t, [], unknown)]
     out: list[str] = []
     out += _rows(
         "latest signals",
@@ -170,11 +194,11 @@ def table(
     market = {"live": "live prices", "replay": "replayed prices"}.get(feed, "synthetic market")
     out = [f"cdb up · {_duration(elapsed)} · paper trading on {market} · {where}{hint}", ""]
     out.append(f"{'service':<12} {'port':>5}  {'state':<26} detail")
-    for name in DISPLAY_ORDER:
+    for name in rows_of(ports):
         view = snap.services.get(name, ServiceView(name, ports.get(name)))
         state = _fit(service_state(view, exited.get(name)), 26)
         out.append(f"{name:<12} {ports.get(name) or '':>5}  {state:<26} {service_detail(view)}")
-    out += ["", headline(snap, quote)]
+    out += ["", *links(ports), "", headline(snap, quote)]
     if restarts:
         out.append(f"restarts: {restarts_text(restarts)} (services that died and were restarted)")
     if snap.database_error:
@@ -193,14 +217,14 @@ def table(
 def status_report(snap: Snapshot, ports: dict[str, int | None], quote: str) -> str:
     """What ``cdb status`` prints."""
     out = [f"{'service':<12} {'port':>5}  state"]
-    for name in DISPLAY_ORDER:
+    for name in rows_of(ports):
         view = snap.services.get(name, ServiceView(name, ports.get(name)))
         detail = service_detail(view)
         out.append(
             f"{name:<12} {ports.get(name) or '':>5}  {service_state(view)}"
             + (f"  ({detail})" if detail else "")
         )
-    out += ["", headline(snap, quote)]
+    out += ["", *links(ports), "", headline(snap, quote)]
     if snap.database_error:
         out.append(f"PostgreSQL unreachable: {snap.database_error}")
     if snap.redis_error:

@@ -126,6 +126,17 @@ class Database:
         self.conn = None
 
 
+def open_positions(settings: PostgresSettings) -> list[str]:
+    """Symbols with an open position (``positions.quantity > 0``); raises ``psycopg2.Error``."""
+    conn = connect(settings, application_name="cdb-up")
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT symbol FROM positions WHERE quantity > 0 ORDER BY symbol")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 def read_breaker(client: redis.Redis, snap: Snapshot) -> None:
     try:
         raw = client.hgetall(BREAKER_KEY)

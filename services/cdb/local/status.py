@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import redis
@@ -44,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Print the report; a reader that stops early (``cdb status | head``) ends it quietly."""
+    try:
+        code = _report(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _report(args: argparse.Namespace) -> int:
     bot = state.load(args.data_dir)
     servers: dict[str, str] = {}
     if bot is not None:

@@ -4,31 +4,36 @@ Uses the Redis and PostgreSQL the environment names (``REDIS_HOST``,
 ``POSTGRES_HOST``) or starts private ones in the data directory, migrates the
 database, starts every service as a child process (logs in ``DATA_DIR/logs``),
 and shows a live summary until Ctrl-C (or ``--duration``), then stops the
-services (producers first) and the private servers. A service that dies is
-reported, never restarted behind your back. ``DATA_DIR/up.json`` tells
-``cdb status`` where everything runs.
+services (producers first) and the private servers; a closed terminal (SIGHUP)
+stops the same way, and if ``cdb up`` itself is killed its watchdog
+(``cdb.local.watchdog``) does. A service that dies is reported and restarted with
+backoff. ``DATA_DIR/up.json`` tells ``cdb status`` where everything runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
+import psycopg2
 import redis
 
-from cdb.local import plan, render, state
+from cdb.local import plan, render, state, watchdog
 from cdb.local.children import Child, stop_all
 from cdb.local.servers import Servers, SetupError, check_binaries
-from cdb.local.snapshot import Database, Snapshot, read_breaker, read_services
+from cdb.local.snapshot import Database, Snapshot, open_positions, read_breaker, read_services
 from cdb.local.state import SESSION_FILE
 from cdb.localservers import free_port
 
@@ -103,14 +108,15 @@ class Up:
         self.finished: set[str] = set()
         self.started = time.monotonic()
         self.quote = os.environ.get("QUOTE_ASSET", "USDT")
+        self.watchdog: subprocess.Popen | None = None
 
     # -- output ------------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        _print(text, self.out)
 
     def fail(self, text: str) -> int:
-        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+        _print(f"cdb up: {text}", sys.stderr)
         return 1
 
     # -- steps -------------------------------------------------------------------------------
@@ -122,14 +128,11 @@ class Up:
             return
         wanted = plan.ports_for(base)
         for name, port in wanted.items():
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    raise SetupError(
-                        f"port {port} ({name}) is in use: is another cdb up running? "
-                        "Stop it, or pass --http-port-base 0 to use free ports"
-                    ) from None
+            if port is not None and not port_free(port):
+                raise SetupError(
+                    f"port {port} ({name}) is in use: is another cdb up running? "
+                    "Stop it, or pass --http-port-base 0 to use free ports"
+                )
         self.ports = {k: v for k, v in wanted.items() if v is not None}
 
     def _refuse_foreign_fresh(self) -> None:
@@ -138,16 +141,46 @@ class Up:
                 f"--fresh refuses to delete {self.data_dir}: it was not made by cdb up"
             )
 
+    def _take_over_leftovers(self) -> None:
+        """With the lock held: stop what a dead cdb up left running in this directory.
+
+        Its watchdog normally does that; this covers a watchdog that died too. Only this
+        directory's processes are touched (the ones up.json records, checked by their
+        command line, and the PostgreSQL whose postmaster.pid is in DATA_DIR/pg).
+        """
+        old = state.read(self.data_dir / SESSION_FILE, self.data_dir)
+        pg_left = (self.data_dir / "pg" / "pgdata" / "postmaster.pid").exists()
+        if old is None and not pg_left:
+            return
+        who = f"cdb up (pid {old.pid})" if old is not None else "a cdb up"
+        self.say(f"{who} ended without stopping its processes; stopping what it left running…")
+        watchdog.clean_up(self.data_dir, self.args.stop_timeout, log=lambda t: self.say(f"  {t}"))
+
     def _prepare_data_dir(self) -> None:
         """With the lock held, so a running cdb up never loses its data under it."""
         if self.args.fresh:
             self._refuse_foreign_fresh()
-            for name in ("redis", "pg", "logs", SESSION_FILE):
+            for name in ("redis", "pg", "logs", SESSION_FILE, plan.LAST_RUN_FILE):
                 path = self.data_dir / name
                 if path.is_dir():
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
+
+    def _check_not_locked(self) -> None:
+        """Refuse early, creating nothing, when another cdb up holds this directory's lock."""
+        path = self.data_dir / "up.lock"
+        if not path.exists():
+            return
+        with path.open("r") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SetupError(
+                    f"another cdb up is running with {self.data_dir}; stop it first "
+                    "(or use another --data-dir)"
+                ) from None
+            fcntl.flock(f, fcntl.LOCK_UN)
 
     def _lock(self) -> None:
         self._lock_file = (self.data_dir / "up.lock").open("a+")
@@ -158,6 +191,29 @@ class Up:
                 f"another cdb up is running with {self.data_dir}; stop it first "
                 "(or use another --data-dir)"
             ) from None
+
+    def _start_watchdog(self) -> None:
+        """Stops everything if this process dies without doing so (see cdb.local.watchdog)."""
+        self.watchdog = watchdog.start(self.data_dir, self.args.stop_timeout)
+
+    def _previous_feed(self) -> str | None:
+        try:
+            raw = json.loads((self.data_dir / plan.LAST_RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return raw.get("feed") if isinstance(raw, dict) else None
+
+    def _warn_about_kept_positions(self, previous: str | None) -> None:
+        """Open positions from a run on another --feed: say so on the screen."""
+        assert self.servers is not None
+        try:
+            symbols = open_positions(self.servers.postgres_settings())
+        except psycopg2.Error:
+            return  # the summary reports an unreachable database
+        warning = plan.feed_change_warning(previous, self.args.feed, symbols)
+        if warning:
+            self._note(warning)
+        (self.data_dir / plan.LAST_RUN_FILE).write_text(json.dumps({"feed": self.args.feed}))
 
     def _write_session(self) -> None:
         assert self.servers is not None
@@ -180,6 +236,7 @@ class Up:
                 "servers": private,  # only private servers: external ones come from env
                 "logs": str(self.data_dir / "logs"),
                 "feed": self.args.feed,
+                "watchdog_pid": self.watchdog.pid if self.watchdog is not None else None,
             }
         )
 
@@ -218,6 +275,7 @@ class Up:
         child = Child(advisor.NAME, port, env, log)
         child.start()
         self.children[advisor.NAME] = child
+        self.ports[advisor.NAME] = port  # its row and /metrics URL in the summary
         self.say(f"advisor    shadow mode, model {model}, http://127.0.0.1:{port}/metrics")
 
     def _describe_servers(self) -> None:
@@ -258,7 +316,7 @@ class Up:
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
-        print(f"cdb up: {text}", file=sys.stderr, flush=True)
+        _print(f"cdb up: {text}", sys.stderr)
 
     def _down(self) -> dict[str, int | str]:
         """Per service that is not running: its state text for the summary."""
@@ -350,19 +408,25 @@ class Up:
             if self.args.speed is not None and (self.args.feed != "replay" or self.args.speed < 0):
                 raise SetupError("--speed takes a number >= 0 and applies to --feed replay only")
             check_binaries(redis_private, pg_private)
-            self._refuse_foreign_fresh()  # before anything is written into that directory
+            # every check before anything is written: a refused cdb up leaves nothing behind
+            self._refuse_foreign_fresh()
+            self._check_not_locked()
+            self._resolve_ports()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
+            self._take_over_leftovers()
             self._prepare_data_dir()
-            self._resolve_ports()
         except SetupError as exc:
             return self.fail(str(exc))
         self.servers = Servers(self.data_dir, redis_private, pg_private, base_env=dict(os.environ))
         snap: Snapshot | None = None
         try:
+            self._start_watchdog()
             self.say("starting servers…")
+            previous = self._previous_feed()
             self.servers.start()
             self._describe_servers()
+            self._warn_about_kept_positions(previous)
             if self.stop.is_set():
                 return 0
             self._start_children()
@@ -393,6 +457,29 @@ class Up:
         if self.servers is not None:
             self.servers.stop()
         state.forget(self.data_dir, os.getpid())
+        watchdog.dismiss(self.watchdog)
+
+
+def _print(text: str, stream: TextIO) -> None:
+    """Print, but never fail: after SIGHUP the terminal may be gone while cdb up stops."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream, flush=True)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now.
+
+    Binds with ``SO_REUSEADDR`` as the services' own server (waitress) does, so the
+    TIME_WAIT sockets a just-stopped run leaves for ~60 s do not count as in use, while a
+    socket that listens (or is bound) there still does.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def main(args: argparse.Namespace) -> int:
@@ -401,6 +488,7 @@ def main(args: argparse.Namespace) -> int:
     def request_stop(*_: object) -> None:
         up.stop.set()
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # a closed terminal (SIGHUP) stops as gracefully as Ctrl-C and SIGTERM
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
     return up.run()

@@ -96,21 +96,24 @@
       [time(x.ts), { text: x.level, cls: x.level === "INFO" ? "" : "bad" }, x.code, x.message]));
 
     const eq = d.equity_curve;
-    equityPlot = chart("equity-chart", {
-      series: [{}, { label: "equity " + quote, stroke: "#1a73e8", width: 2, value: (u, v) => fmt(v) }],
-      axes: [{}, { size: 70 }],
-    }, [eq.map(p => p[0]), eq.map(p => p[1])], equityPlot);
+    const C = window.cdbCharts;
+    equityPlot = chart("equity-chart", Object.assign(C.timeOptions(), {
+      series: [{ value: (u, v) => C.timeValue(v) },
+        { label: "equity " + quote, stroke: "#1a73e8", width: 2, value: (u, v) => fmt(v) }],
+    }), [eq.map(p => p[0]), eq.map(p => p[1])], equityPlot);
     // the last 14 UTC days, days without fills at 0, so one day still draws as one bar
     const byDay = new Map(d.daily_pnl.map(x => [x.day, x.realized_pnl]));
     const today = Math.floor(d.now / 86400) * 86400;
     const days = [];
     for (let t = today - 13 * 86400; t <= today; t += 86400) days.push({ day: t, realized_pnl: byDay.get(t) || 0 });
-    pnlPlot = chart("pnl-chart", {
+    const bars = (label, color, fill) => ({ label: label, stroke: color, fill: fill,
+      paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false }, value: (u, v) => fmt(v) });
+    pnlPlot = chart("pnl-chart", Object.assign(C.timeOptions(), {
       scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
-      series: [{}, { label: "realized P&L " + quote, stroke: "#137333", fill: "rgba(19,115,51,.3)",
-        paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false }, value: (u, v) => fmt(v) }],
-      axes: [{}, { size: 70 }],
-    }, [days.map(x => x.day), days.map(x => x.realized_pnl)], pnlPlot);
+      series: [{ value: (u, v) => C.timeValue(v).slice(0, 10) },
+        bars("realized gain " + quote, C.GAIN, "rgba(19,115,51,.3)"),
+        bars("realized loss " + quote, C.LOSS, "rgba(197,34,31,.3)")],
+    }), [days.map(x => x.day), ...C.splitBySign(days.map(x => x.realized_pnl))], pnlPlot);
     document.getElementById("updated").textContent = "updated " + new Date(d.now * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC (every 2 s)";
   }
 
