@@ -166,23 +166,27 @@ class Ledger:
                 "stop_loss, take_profit, reason, status, mode) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'NEW', %s) "
                 "ON CONFLICT (client_id) DO NOTHING",
-                (
-                    order.client_id,
-                    order.signal_id,
-                    order.timestamp,
-                    order.symbol,
-                    order.side,
-                    order.quantity,
-                    order.price,
-                    order.stop_loss,
-                    order.take_profit,
-                    order.reason,
-                    self.mode,
-                ),
+                self._insert_params(order),
             )
             stored = self.get(cur, order.client_id)
         assert stored is not None
         return stored
+
+    def _insert_params(self, order: Order) -> tuple[Any, ...]:
+        """The values of an ``INSERT INTO orders`` row for ``order`` in this ledger's mode."""
+        return (
+            order.client_id,
+            order.signal_id,
+            order.timestamp,
+            order.symbol,
+            order.side,
+            order.quantity,
+            order.price,
+            order.stop_loss,
+            order.take_profit,
+            order.reason,
+            self.mode,
+        )
 
     def prepare(self, client_id: str) -> tuple[StoredOrder | None, dict[str, Any] | None]:
         """The order's row (None if not recorded yet) and the risk manager's persisted breaker
@@ -213,19 +217,7 @@ class Ledger:
                 "ON CONFLICT (client_id) DO UPDATE SET status = 'SENT', mode = EXCLUDED.mode, "
                 "updated_at = now() WHERE orders.status = 'NEW' "
                 f"RETURNING {_ORDER_COLUMNS}",
-                (
-                    order.client_id,
-                    order.signal_id,
-                    order.timestamp,
-                    order.symbol,
-                    order.side,
-                    order.quantity,
-                    order.price,
-                    order.stop_loss,
-                    order.take_profit,
-                    order.reason,
-                    self.mode,
-                ),
+                self._insert_params(order),
             )
             return self._row(cur.fetchone())
 
