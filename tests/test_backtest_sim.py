@@ -82,3 +82,11 @@ def test_a_trade_opened_and_stopped_out_touches_neither_redis_nor_postgres():
     assert "BTC_USDT" not in sim.book.positions
     assert [(d, r) for _, d, r, *_ in rec.log] == [("approve", "approved"), ("exit", "stop_loss")]
     assert [f.side for f in rec.fills] == ["BUY", "SELL"]
+
+
+def test_replaced_methods_keep_the_live_signatures():
+    """The live handlers call these with the live arguments (e.g. ``first_only``)."""
+    for name in IO_EDGES:
+        live = inspect.signature(getattr(RiskService, name))
+        sim = inspect.signature(getattr(SimRisk, name))
+        assert list(live.parameters) == list(sim.parameters), name

@@ -34,7 +34,10 @@ from test_operator_cluster import condition, get, namespace, operator, wait_for 
 
 from cdb.localservers import PostgresServer, free_port
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a cluster (KUBECONFIG)"),
+]
 BOT = "e2e-ext"
 
 

@@ -123,9 +123,17 @@ class SimRisk(RiskService):
     # -- I/O replaced ----------------------------------------------------------------------
 
     def decide(
-        self, event: RiskEvent, order: Order | None = None, breaker: Breaker | None = None
-    ) -> None:
-        """Record the decision; keep the breaker; queue the order for the simulated exchange."""
+        self,
+        event: RiskEvent,
+        order: Order | None = None,
+        breaker: Breaker | None = None,
+        first_only: bool = False,
+    ) -> bool:
+        """Record the decision; keep the breaker; queue the order for the simulated exchange.
+
+        The live signature (:meth:`Guard.decide`); in simulated time every decision is new
+        (nothing is redelivered), so ``first_only`` changes nothing and the answer is True.
+        """
         rec = self.rec
         episode = event.event_key.startswith(("abnormal:", "abnormal_end:"))
         if episode:  # a symbol paused or resumed (a signal refused for it is a decision)
@@ -145,6 +153,7 @@ class SimRisk(RiskService):
             rec.rules_by_client[order.client_id] = event.rule
             self.orders.append(order)
             self.track(order)
+        return True
 
     def publish_order(self, order: Order) -> None:
         self.orders.append(order)
