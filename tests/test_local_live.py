@@ -195,7 +195,7 @@ def test_cdb_up_feed_replay_trades_and_a_finished_replay_is_no_failure(redis_env
     assert "| finished: feed" in done.stdout and "restarts" not in done.stdout
     final = done.stdout.split("stopping services…", 1)[1]
     assert "paper trading on replayed prices" in final
-    fills = re.search(r"fills (\d+) \|", final)
+    fills = re.search(r"fills (\d+)\b", final)
     assert fills and int(fills.group(1)) >= 1, final  # not all rejected as stale any more
     dsn = PostgresSettings(**pg_env).postgres_dsn()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:

@@ -336,7 +336,7 @@ def test_cdb_up_shows_signals_and_paper_fills():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     final = done.stdout.split("stopping services…", 1)[1]
-    counts = re.search(r"signals (\d+) \| orders (\d+) \| fills (\d+) \|", final)
+    counts = re.search(r"signals (\d+) \| orders (\d+) \| fills (\d+)\b", final)
     assert counts, final
     signals, orders, fills = map(int, counts.groups())
     assert signals >= 1 and orders >= 1 and fills >= 1, final
