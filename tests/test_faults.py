@@ -168,6 +168,10 @@ def sample_during(pipe: Pipeline, until: float) -> tuple[set[int], dict[str, set
         live |= set(probe_all(pipe, "/livez").values())
         for name, status in probe_all(pipe, "/readyz").items():
             ready[name].add(status)
+        # a scrape and a status read answer too (within probe_all's 5 s): none may hold an
+        # HTTP thread behind a loop that waits on the dead dependency
+        probe_all(pipe, "/metrics")
+        probe_all(pipe, "/status")
         time.sleep(1.0)
     return live, ready
 

@@ -340,11 +340,13 @@ class Runtime:
         app = Flask(self.service.name)
         base = {"service": self.service.name, "version": __version__}
 
-        def answer(ok: bool, problems: list[str]):
+        def answer(ok: bool, problems: list[str], warn: bool = True):
             body = {"status": "ok" if ok else "unavailable", **base}
             if not ok:
                 body["problems"] = problems
-            warnings = self.service.health_warnings()
+            # Never for /livez: a service's warnings may wait on its own state, and liveness
+            # must answer from the runtime's own fields while the loop waits on a dead server.
+            warnings = self.service.health_warnings() if warn else []
             if warnings:
                 body["warnings"] = warnings
                 if ok:
@@ -353,7 +355,7 @@ class Runtime:
 
         @app.get("/livez")
         def livez():
-            return answer(*self.live())
+            return answer(*self.live(), warn=False)
 
         @app.get("/readyz")
         def readyz():

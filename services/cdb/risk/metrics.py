@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 
+from cdb.locks import held as lock_held
 from cdb.risk import rules
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class RiskCollector:
         g = self.guard
         limits = g.limits
         cur = {"currency": limits.quote_asset}
-        with g.lock:
+        with lock_held(g.lock) as got:
+            if not got:  # the loop waits on a dependency: no figures rather than a stuck scrape
+                return
             prices = g.market.prices
             equity = g.book.equity(prices)
             drawdown = rules.drawdown_pct(equity, g.day_start) / 100

@@ -25,6 +25,7 @@ from cdb.events import (
     Signal,
     stable_id,
 )
+from cdb.locks import held
 from cdb.metrics import PostgresUp
 from cdb.risk import checks, rules
 from cdb.risk.guard import Guard
@@ -49,6 +50,7 @@ class RiskService(Guard):
         self, settings: RiskSettings, bus: Bus, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(settings, bus, clock)
+        self._last_warnings: list[str] = []
         self.registry.register(RiskCollector(self))
         self.registry.register(PostgresUp(lambda: self.store.last_error is None))
 
@@ -83,7 +85,9 @@ class RiskService(Guard):
         return None
 
     def status(self) -> dict[str, Any]:
-        with self.lock:
+        with held(self.lock) as got:
+            if not got:
+                return {"book": "busy: the loop is waiting on a dependency (see /readyz)"}
             return {
                 **self.describe(),
                 "blind_positions": {
@@ -93,12 +97,19 @@ class RiskService(Guard):
             }
 
     def health_warnings(self) -> list[str]:
-        with self.lock:
-            ages = self.price_ages(self.now())
-            return [
-                f"{level}: held {s} has no price for {ages.get(s)} s: its stop loss cannot fire"
-                for s, level in sorted(self.blind.items())
-            ]
+        """Blind held positions, for ``/readyz``/``/health``; never waits long on the book.
+
+        The loop holds the lock while it waits on Redis or PostgreSQL; an HTTP thread asking
+        then gets the last answer instead of queueing behind it.
+        """
+        with held(self.lock, timeout=0.2) as got:
+            if got:
+                ages = self.price_ages(self.now())
+                self._last_warnings = [
+                    f"{level}: held {s} has no price for {ages.get(s)} s: its stop loss cannot fire"
+                    for s, level in sorted(self.blind.items())
+                ]
+        return self._last_warnings
 
     def health_problems(self) -> list[str]:
         problems = []
