@@ -78,6 +78,30 @@ def test_explanation_marks_the_deciding_check_and_renders_text():
     assert not missing["found"] and "no order" in missing["summary"]
 
 
+def test_a_stop_loss_exit_is_explained_by_its_price_and_stop():
+    """Exits carry checks too: the price seen against the position's stop."""
+    ctx = {"checks": checks.exit_checks("stop_loss", 97.5, 98.0, False, "USDT")}
+    decision = {
+        "ts": 1_800_000_000,
+        "decision": "exit",
+        "rule": "stop_loss",
+        "severity": "WARNING",
+        "description": "stop loss hit: BTC_USDT at 97.5 ≤ stop 98",
+        "signal_id": None,
+        "context": json.loads(json.dumps(ctx)),  # as stored: JSON
+    }
+    expl = explain.build("exit-1", None, decision, None, None, [])
+    by_name = {c["name"]: c for c in expl["checks"]}
+    stop = by_name["stop loss"]
+    assert stop["decided"] and not stop["ok"]
+    assert (stop["value"], stop["limit"]) == (97.5, 98.0)
+    assert by_name["daily drawdown"]["ok"] and not by_name["daily drawdown"]["decided"]
+    text = explain.to_text(expl)
+    assert "no checks recorded" not in text and "<- decided" in text and "97.5" in text
+    tripped = checks.exit_checks("drawdown", 120.0, 98.0, True, "USDT")
+    assert [c["ok"] for c in tripped] == [False, True]
+
+
 def test_equity_identity_and_curve():
     rows = [
         {"symbol": "BTC_USDT", "quantity": 2.0, "avg_price": 100.0, "stop_loss": 98.0},

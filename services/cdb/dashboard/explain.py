@@ -28,6 +28,7 @@ CHECK_NAMES = {
     "min_order_value": "minimum order value",
     "position_held": "position held",
     "exit_pending": "already closing",
+    "stop_loss": "stop loss",
 }
 #: ``risk_events.rule`` → the check that rule is about (the one that decided).
 RULE_CHECK = {
@@ -43,13 +44,14 @@ RULE_CHECK = {
     "min_order_value": "min_order_value",
     "no_position": "position_held",
     "exit_pending": "exit_pending",
+    "stop_loss": "stop_loss",
 }
 #: A clipped order's rule names the room that bound it (``rules.size_entry``).
 CLIP_CHECK = {"position": "position_size", "exposure": "exposure_after", "cash": "cash"}
 
 
 def decided_check(decision: str, rule: str) -> str | None:
-    """The check a decision's rule is about (``None`` for approvals and exits)."""
+    """The check a decision's rule is about (``None`` for approvals)."""
     if decision == "clip":
         return CLIP_CHECK.get(rule)
     return RULE_CHECK.get(rule)

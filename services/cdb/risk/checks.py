@@ -192,3 +192,31 @@ def record(
         )
     )
     return out
+
+
+def exit_checks(
+    rule: str, price: float | None, stop_loss: float, drawdown_tripped: bool, quote: str
+) -> list[dict[str, Any]]:
+    """The checks behind a closing order (``maybe_exit``): the daily drawdown trip, then the
+    position's stop, with the price seen and the stop it was held against.
+
+    ``rule`` is the exit's rule (``"drawdown"`` or ``"stop_loss"``); ``ok`` is False for
+    the check that closed the position (the one ``rule`` names).
+    """
+    return [
+        _check(
+            "drawdown",
+            "tripped" if drawdown_tripped else "no",
+            "no",
+            not drawdown_tripped,
+            text="a tripped daily breaker closes every position",
+        ),
+        _check(
+            "stop_loss",
+            price if price is not None else "no price",
+            stop_loss,
+            rule != "stop_loss",
+            unit=quote,
+            text="a price at or below the position's stop closes it",
+        ),
+    ]

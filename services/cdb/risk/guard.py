@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from cdb.bus import BREAKER_KEY, Bus
 from cdb.events import Event, Order
 from cdb.metrics import zero
-from cdb.risk import rules, views
+from cdb.risk import checks, rules, views
 from cdb.risk.breaker import Breaker, utc_day
 from cdb.risk.market import MarketView
 from cdb.risk.metrics import KNOWN_DECISIONS
@@ -334,7 +334,14 @@ class Guard(Watch, Service):
             price=price or pos.avg_price or None,
             reason=reason[:200],
         )
-        context = {"quantity": pos.quantity, "price": order.price, "stop_loss": pos.stop_loss}
+        context = {
+            "quantity": pos.quantity,
+            "price": order.price,
+            "stop_loss": pos.stop_loss,
+            "checks": checks.exit_checks(
+                rule, price, pos.stop_loss, rule == "drawdown", self.limits.quote_asset
+            ),
+        }
         event = RiskEvent(
             f"exit:{cid}", now, severity, "exit", rule, reason, None, cid, symbol, context
         )
