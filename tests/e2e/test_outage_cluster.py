@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import pytest
 import redis
 import yaml
 from k8s_tools import kubectl, kubectl_binary
+from test_operator_cluster import condition, get, has_nodes, namespace  # noqa: F401
 
 from cdb.localservers import free_port
 
@@ -44,7 +44,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = "tradingbots.claire-de-binare.dev"
 BOT = "outage"
 SERVICES = ("feed", "signal", "risk", "execution", "persistence", "notifier")
 OUTAGE_S = float(os.environ.get("CDB_E2E_OUTAGE_S", "90"))
@@ -64,17 +63,7 @@ def wait_for(check, timeout: float = 120.0, what: str = "", interval: float = 1.
     raise AssertionError(f"timed out waiting for {what}: last {last!r}")
 
 
-def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    proc = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    conds = ((obj or {}).get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c["type"] == type_), {})
-
-
-def service_pods(namespace: str) -> dict[str, dict[str, Any]]:
+def service_pods(namespace: str) -> dict[str, dict[str, Any]]:  # noqa: F811
     """The bot's service pods by component (one each: the minimal example's replicas)."""
     selector = (
         f"app.kubernetes.io/instance={BOT},app.kubernetes.io/component in ({','.join(SERVICES)})"
@@ -108,28 +97,11 @@ def ready_since(pod: dict[str, Any]) -> float | None:
     return stamp.replace(tzinfo=dt.UTC).timestamp()
 
 
-def has_nodes() -> bool:
-    return bool(kubectl("get", "nodes", "-o", "name", check=False).stdout.strip())
-
-
 @pytest.fixture
-def namespace() -> Iterator[str]:
+def running_bot(namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:  # noqa: F811
+    """The minimal example, every pod Ready, the operator watching, Redis port-forwarded."""
     if not has_nodes():
         pytest.skip("the outage scenario needs a cluster whose nodes run pods")
-    existed = kubectl("get", "crd", CRD, check=False).returncode == 0
-    name = f"cdb-e2e-outage-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    kubectl("apply", "-f", str(ROOT / "crds" / "tradingbot.yaml"))
-    kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-    if not existed:
-        kubectl("delete", "crd", CRD, "--wait=false", check=False)
-
-
-@pytest.fixture
-def running_bot(namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The minimal example, every pod Ready, the operator watching, Redis port-forwarded."""
     port = free_port()
     exe = shutil.which("cdb-operator")
     cmd = [exe] if exe else [sys.executable, "-m", "cdb_operator.main"]
