@@ -127,8 +127,16 @@ class Bus:
         maxlen_default: int = 1_000_000,
         claim_idle_ms: int = 30_000,
         max_lead_s: float = MAX_FUTURE_S,
+        coalesce_ms: int = 0,
     ) -> None:
         self.client = client
+        #: how long a consumer of ``market_data`` *and* other streams lets new market data
+        #: collect before a read wakes up for it (``MARKET_DATA_COALESCE_MS``); see ``read``
+        self.coalesce_ms = coalesce_ms
+        #: with coalescing, an urgent entry takes the market_data backlog first (True: the
+        #: risk manager decides on every tick before a signal) or goes alone (execution,
+        #: which only keeps prices: they are then at most ``coalesce_ms`` old)
+        self.market_data_first = True
         #: how far an event time read here may lead this host's clock (``EVENT_MAX_LEAD_S``)
         self.max_lead_s = max_lead_s
         self.group = service
@@ -140,6 +148,10 @@ class Bus:
         self._streams: list[str] = []
         self._replay_pending = True
         self._last_claim = 0.0
+        #: handled entries whose XACK rides on the next read's round trip (``ack_later``)
+        self._unacked: dict[str, list[str]] = {}
+        #: when market data is next read even if nothing else arrives (monotonic seconds)
+        self._lazy_due = 0.0
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -227,6 +239,21 @@ class Bus:
         """Read up to ``count`` entries: own pending first, then claimed, then new ones.
 
         Invalid entries are dead-lettered and acknowledged here; only valid ones are returned.
+        Acknowledgements queued with ``ack_later`` go to Redis in the same round trip, ahead
+        of the read.
+
+        **Market data is coalesced** when ``coalesce_ms`` > 0 and the consumer reads
+        ``market_data`` along with other streams (the risk manager, execution): new
+        ``market_data`` entries then wake the consumer at most once per ``coalesce_ms``,
+        while an entry on any other stream (a signal, an order, a control) wakes it at
+        once. With ``market_data_first`` (the default) such a read first takes the
+        ``market_data`` backlog in a second round trip and returns it ahead of the other
+        streams' entries, in the consumer's stream order, so a signal is never decided on
+        prices older than the ticks before it; without, the urgent entries come alone and
+        the ticks at the next read, at most ``coalesce_ms`` later. A consumer of
+        ``market_data`` alone (the signal engine) is woken by every entry, as before.
+        Why: at 1,000 ticks/s each such consumer otherwise makes two round trips per
+        tick, and the CPU they take delays the orders (docs/benchmarks.md, issue 20).
         """
         if not self._streams:
             raise RuntimeError("subscribe() before read()")
@@ -238,24 +265,62 @@ class Bus:
             self._recover_lost_groups(exc)
             return []
 
+    def _xreadgroup(
+        self, streams: Sequence[str], ids: str, count: int, block: int | None = None
+    ) -> list:
+        """One XREADGROUP, preceded in the same round trip by the queued acknowledgements."""
+        if not self._unacked:
+            return self.client.xreadgroup(
+                self.group, self.consumer, {s: ids for s in streams}, count=count, block=block
+            )
+        pipe = self.client.pipeline(transaction=False)
+        for stream, entry_ids in self._unacked.items():
+            pipe.xack(stream, self.group, *entry_ids)
+        pipe.xreadgroup(
+            self.group, self.consumer, {s: ids for s in streams}, count=count, block=block
+        )
+        self._unacked = {}  # sent: a failure below leaves them pending, redelivered later
+        return pipe.execute()[-1]
+
     def _read(self, count: int, block_ms: int) -> list[Delivery]:
         if self._replay_pending:
-            raw = self.client.xreadgroup(
-                self.group, self.consumer, {s: "0" for s in self._streams}, count=count
-            )
+            raw = self._xreadgroup(self._streams, "0", count)
             deliveries = self._decode(raw)
             if deliveries or any(entries for _, entries in raw or []):
                 return deliveries
             self._replay_pending = False
         if time.monotonic() - self._last_claim > self.claim_idle_ms / 1000:
+            self.flush_acks()
             self._last_claim = time.monotonic()
             claimed = self._claim(count)
             if claimed:
                 return claimed
-        raw = self.client.xreadgroup(
-            self.group, self.consumer, {s: ">" for s in self._streams}, count=count, block=block_ms
-        )
+        lazy = [s for s in self._streams if s == MARKET_DATA]
+        urgent = [s for s in self._streams if s != MARKET_DATA]
+        if self.coalesce_ms > 0 and lazy and urgent:
+            wait_ms = int((self._lazy_due - time.monotonic()) * 1000)
+            if wait_ms >= 1:  # market data is not due yet: wake for the other streams only
+                raw = self._xreadgroup(urgent, ">", count, block=min(block_ms, wait_ms))
+                if any(entries for _, entries in raw or []):
+                    if not self.market_data_first:
+                        return self._decode(raw)
+                    # the ticks before the signal first: the market_data backlog, now
+                    raw = list(self._xreadgroup(lazy, ">", count) or []) + list(raw)
+                    self._lazy_due = time.monotonic() + self.coalesce_ms / 1000
+                    return self._decode(self._in_stream_order(raw))
+        raw = self._xreadgroup(self._streams, ">", count, block=block_ms)
+        self._lazy_due = time.monotonic() + self.coalesce_ms / 1000
         return self._decode(raw)
+
+    def _in_stream_order(self, raw: list) -> list:
+        """XREADGROUP replies of several reads, in this consumer's stream order."""
+        rank = {s: i for i, s in enumerate(self._streams)}
+
+        def key(item) -> int:
+            name = item[0].decode() if isinstance(item[0], bytes) else item[0]
+            return rank.get(name, len(rank))
+
+        return sorted(raw or [], key=key)
 
     def _claim(self, count: int) -> list[Delivery]:
         """Take over entries another (dead) consumer of this group left pending too long."""
@@ -347,6 +412,28 @@ class Bus:
         self._dead_letter(
             [(delivery.stream, delivery.entry_id, dump_event(delivery.event), reason)]
         )
+
+    def ack_later(self, deliveries: Iterable[Delivery]) -> None:
+        """Queue handled entries' acknowledgements for the next read's round trip.
+
+        The runtime's way: the XACK costs no round trip of its own, and Redis runs it
+        before the next XREADGROUP (blocking or not), so an entry stays pending only
+        while its consumer is between a handled batch and its next read. Entries whose
+        acknowledgement is lost with a crash are redelivered (at-least-once; handlers are
+        idempotent). ``flush_acks`` sends them at once (a graceful stop).
+        """
+        for d in deliveries:
+            self._unacked.setdefault(d.stream, []).append(d.entry_id)
+
+    def flush_acks(self) -> None:
+        """Send the acknowledgements queued by ``ack_later`` now (one round trip)."""
+        if not self._unacked:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, ids in self._unacked.items():
+            pipe.xack(stream, self.group, *ids)
+        self._unacked = {}
+        pipe.execute()
 
     def ack(self, deliveries: Iterable[Delivery]) -> None:
         """Acknowledge handled entries, grouped per stream, in one round trip."""

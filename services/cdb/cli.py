@@ -69,6 +69,7 @@ def run_service(name: str) -> int:
         maxlen_default=settings.STREAM_MAXLEN,
         claim_idle_ms=settings.CLAIM_IDLE_MS,
         max_lead_s=settings.EVENT_MAX_LEAD_S,
+        coalesce_ms=settings.MARKET_DATA_COALESCE_MS,
     )
     try:
         service = service_cls(settings, bus)

@@ -132,10 +132,15 @@ class Service:
     default_port: ClassVar[int] = 8000
     settings_class: ClassVar[type[BaseServiceSettings]] = BaseServiceSettings
     streams: ClassVar[tuple[str, ...]] = ()
+    #: a service reading ``market_data`` with other streams: does an entry on another
+    #: stream wait for the ticks before it (True), or is it handled first, the ticks at most
+    #: ``MARKET_DATA_COALESCE_MS`` later (False)? See ``Bus.read``.
+    market_data_first: ClassVar[bool] = True
 
     def __init__(self, settings: BaseServiceSettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
+        bus.market_data_first = self.market_data_first
         self.registry = CollectorRegistry(auto_describe=True)
 
     def setup(self) -> None:
@@ -492,7 +497,9 @@ class Runtime:
                 try:
                     service.handle_batch(deliveries, handled.append)
                 finally:
-                    self.bus.ack(handled)  # what was handled is acked even if the rest failed
+                    # what was handled is acked even if the rest failed, in the next read's
+                    # round trip (Bus.ack_later)
+                    self.bus.ack_later(handled)
                     if handled:
                         per_entry = (time.perf_counter() - started) / len(deliveries)
                         self.handler_seconds.observe(per_entry)
@@ -530,6 +537,10 @@ class Runtime:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.settings.SHUTDOWN_TIMEOUT_S
+        try:
+            self.bus.flush_acks()
+        except redis.RedisError:
+            log.warning("could not acknowledge the last batch; it is redelivered on restart")
         try:
             self.service.close()
         except Exception:

@@ -105,17 +105,24 @@ class Executor:
     def execute(self, order: Order, market_price: float | None) -> OrderResult | None:
         """The order's final result (new or stored), or None while it is ``UNKNOWN``.
 
-        The common case costs two database round trips before the venue is called: one
-        read (the order's row and, with ``halt_state``, the persisted breaker) and one
-        committed write that records the order ``SENT``.
+        The common case (a new order, nothing refusing it, the persisted breaker clear)
+        costs one database round trip before the venue is called: ``send_if_clear``
+        reads the breaker and commits the row ``SENT`` in one statement. Anything else (a
+        redelivery, a refusal, a breaker that is not clear) takes the general path: one
+        read (the order's row and, with ``halt_state``, the persisted breaker), then the
+        rules of the module docstring, then one committed write that records it ``SENT``.
         """
-        if self.halt_state is not None:
-            stored, breaker = self.ledger.prepare(order.client_id)
-        else:
-            stored, breaker = self.ledger.claim(order), UNREAD
         request = OrderRequest(
             order.client_id, order.symbol, order.side, order.quantity, market_price or order.price
         )
+        if self.halt_state is not None:
+            if not self._refused_here(order, request):
+                sent, breaker = self.ledger.send_if_clear(order)
+                if sent is not None:
+                    return self._sent(sent, request, breaker)
+            stored, breaker = self.ledger.prepare(order.client_id)
+        else:
+            stored, breaker = self.ledger.claim(order), UNREAD
         if stored is not None and stored.final:
             log.info("order %s already %s: republishing", order.client_id, stored.status)
             return stored.to_result()
@@ -137,26 +144,52 @@ class Executor:
             sent = self.ledger.record_sent(order)
             if sent is None:
                 return self.execute(order, market_price)  # changed under us: decide again
-            stored = sent
-            self.pause("after_sent", order.client_id)
-            maybe_sent = False
-        elif stored.status == SENT:
+            return self._sent(sent, request, UNREAD)
+        if stored.status == SENT:
             if stored.mode != self.venue.mode:
                 self.mark_unknown(
                     stored,
                     f"sent in {stored.mode} mode; this {self.venue.mode} venue cannot look it up",
                 )
                 return None
-            maybe_sent = True
-        else:
-            raise ValueError(f"order {order.client_id} has unexpected status {stored.status!r}")
+            return self._place(stored, request, maybe_sent=True)
+        raise ValueError(f"order {order.client_id} has unexpected status {stored.status!r}")
+
+    def _refused_here(self, order: Order, request: OrderRequest) -> bool:
+        """Would a check that needs no database refuse the order? (No side effects.)"""
+        if self._stale(order) or self.problems.refusal(request.side, request.symbol):
+            return True
+        try:
+            self.venue.check(request)
+        except InvalidOrder:
+            return True
+        return False
+
+    def _sent(
+        self, stored: StoredOrder, request: OrderRequest, breaker: object
+    ) -> OrderResult | None:
+        """The row is committed ``SENT`` by this call: send it, unless the breaker read with
+        it refuses (then it was never sent, and is stored ``REJECTED``)."""
+        if breaker is not UNREAD:
+            halted = self._halted(request, breaker)
+            if halted:  # send_if_clear wrote only under a clear breaker: a safety net
+                return self._finish(
+                    stored, ExecutionReport(request.client_id, "REJECTED", error=halted)
+                )
+        self.pause("after_sent", request.client_id)
+        return self._place(stored, request, maybe_sent=False)
+
+    def _place(
+        self, stored: StoredOrder, request: OrderRequest, maybe_sent: bool
+    ) -> OrderResult | None:
+        """Send (or look up first, when ``maybe_sent``), then store the outcome."""
         try:
             report = self._send(request, maybe_sent=maybe_sent)
         except OrderInDoubt as exc:
             self.mark_unknown(stored, str(exc))
             return None
         result = self._finish(stored, report)
-        self.pause("after_fill", order.client_id)
+        self.pause("after_fill", request.client_id)
         return result
 
     def _stale(self, order: Order) -> str | None:

@@ -13,6 +13,7 @@ changed again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,9 @@ class Ledger:
         self.quote_asset = quote_asset
         self.mode = mode
         self._conn: psycopg2.extensions.connection | None = None
+        #: final rows this process just committed (``fill_once``), so ``record`` need not
+        #: read them back: a final row never changes again. Taken once, at most a few kept.
+        self._finals: dict[str, StoredOrder] = {}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -200,6 +204,40 @@ class Ledger:
                 (client_id,),
             )
             *row, breaker = cur.fetchone()
+        return (StoredOrder(*row) if row[0] is not None else None), breaker
+
+    def send_if_clear(self, order: Order) -> tuple[StoredOrder | None, dict[str, Any] | None]:
+        """The common case of ``prepare`` then ``record_sent`` in one committed statement.
+
+        The order's row is inserted as, or moved from ``NEW`` to, ``SENT`` only while the
+        risk manager's persisted breaker (read in the same statement) is clear: no kill
+        switch, no manual engage, no drawdown trip of any day. Returns (the ``SENT`` row,
+        or None when nothing was written; the breaker as read). None means the caller
+        takes the general path (``prepare``): a redelivery (the row is past ``NEW``) or a
+        breaker that may refuse the order. Like ``record_sent`` it commits before the venue
+        is called; the breaker read and the write are one snapshot, so the check that
+        allowed the send is the one the row was written under. One round trip, one commit,
+        where ``prepare`` + ``record_sent`` are two.
+        """
+        with self.statement() as cur:
+            cur.execute(
+                "WITH b AS (SELECT value FROM service_state"
+                "  WHERE service = 'risk' AND key = 'breaker'),"
+                " up AS (INSERT INTO orders (client_id, signal_id, ts, symbol, side, quantity,"
+                "  price, stop_loss, take_profit, reason, status, mode)"
+                "  SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SENT', %s"
+                "  WHERE NOT EXISTS (SELECT 1 FROM b WHERE"
+                "   coalesce((b.value->>'kill_switch')::boolean, false)"
+                "   OR coalesce((b.value->>'manual')::boolean, false)"
+                "   OR b.value->>'drawdown_day' IS NOT NULL)"
+                "  ON CONFLICT (client_id) DO UPDATE SET status = 'SENT', mode = EXCLUDED.mode,"
+                "  updated_at = now() WHERE orders.status = 'NEW'"
+                f"  RETURNING {_ORDER_COLUMNS})"
+                " SELECT (SELECT value FROM b), up.* FROM (VALUES (1)) AS one"
+                " LEFT JOIN up ON true",
+                self._insert_params(order),
+            )
+            breaker, *row = cur.fetchone()
         return (StoredOrder(*row) if row[0] is not None else None), breaker
 
     def record_sent(self, order: Order) -> StoredOrder | None:
@@ -306,6 +344,7 @@ class Ledger:
                         book = Book(book.cash, qty, avg, pnl)
                     report = fill(order, book)
                     self.apply(cur, order, report, book, commit=True)
+                    self._remember_final(order, report)
                 except BaseException:
                     if not conn.closed:
                         with contextlib.suppress(psycopg2.Error):
@@ -492,8 +531,27 @@ class Ledger:
         )
         cur.execute(b";\n".join([*writes, b"COMMIT"] if commit else writes))
 
+    def _remember_final(self, order: StoredOrder, report: ExecutionReport) -> None:
+        """The row ``apply`` just committed for ``order``, as ``get`` would read it back."""
+        if report.status not in FINAL:
+            return
+        if len(self._finals) >= 64:  # only ever the order in hand: a leftover is dropped
+            self._finals.clear()
+        self._finals[order.client_id] = dataclasses.replace(
+            order,
+            status=report.status,
+            filled_quantity=report.filled_quantity,
+            avg_price=report.avg_price,
+            fee=report.fee,
+            exchange_order_id=report.exchange_order_id,
+            error=report.error,
+        )
+
     def record(self, client_id: str, report: ExecutionReport) -> StoredOrder:
         """Store an order's final outcome once; a second report for a final order changes nothing."""
+        known = self._finals.pop(client_id, None)  # committed by this process a moment ago
+        if known is not None:
+            return known
         with self.statement() as cur:  # a final row never changes: no lock, no commit needed
             known = self.get(cur, client_id)
         if known is not None and known.final:
