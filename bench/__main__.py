@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--profile", action="store_true", help="signal/pipeline/latency: py-spy profiles"
     )
+    run.add_argument(
+        "--trace",
+        action="store_true",
+        help="latency: time each step of the order path in risk and execution (bench/hoptrace)",
+    )
     run.add_argument("--ft-days", type=int, default=30, help="freqtrade: days of 1m candles")
     run.add_argument("--ft-symbols", type=int, default=20, help="freqtrade: symbols")
     run.add_argument("--ft-venv", default=None, help="freqtrade: its virtualenv (made if missing)")

@@ -24,12 +24,16 @@ multiple is what carries over to another disk.
 
 Run: ``python -m bench run latency`` (``--rate``, ``--latency-duration``, ``--symbols``;
 ``--profile`` samples risk and execution with py-spy, waiting included, and prints
-where each one's decision time goes).
+where each one's decision time goes; ``--trace`` times each step of the order path
+with ``bench/hoptrace`` and adds the table "Where each millisecond goes").
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import orjson
 
@@ -45,6 +49,18 @@ from cdb.bus import DEAD_LETTER, MARKET_DATA, ORDER_RESULT, ORDERS, SIGNALS
 TARGETS = {"market_data → order": (1.0, 3.0), "market_data → order_result": (2.0, 6.0)}
 #: fdatasync µs/op of the disk the targets were set on (issue 20): targets / this = multiples
 TARGET_FSYNC_US = 87.0
+#: What each timed path waits for in sequence, counted from the code (docs/benchmarks.md,
+#: "Latency (issue 20)"): Redis round trips (a consumer's wake-up from a blocking read
+#: counted as half of one), other PostgreSQL round trips, committed writes.
+#: tick → order: the signal engine wakes (½) and appends the signal (1); the risk manager
+#: wakes (½), commits its decision (commit) and appends the order (1).
+#: order → order_result: execution wakes (½), commits the order SENT with the breaker read
+#: (commit), renews its lease with the fault switch read (1), locks and reads the book
+#: (pg), writes the fill and commits (commit), appends the result (1).
+PATH_OPS = {
+    "market_data → order": {"redis": 3.0, "pg": 0, "commit": 1},
+    "market_data → order_result": {"redis": 5.5, "pg": 1, "commit": 3},
+}
 #: service → the function whose stacks are the decision path (``--profile``)
 PROFILED = {"risk": "on_signal (", "execution": "execution/executor.py:"}
 #: py-spy's rate with ``--profile``: low, since it samples every thread, idle or not, and
@@ -135,12 +151,54 @@ def match(client, fired: dict[tuple[str, int], int]) -> dict[str, list[float]]:
     return out
 
 
+HOPTRACE_DIR = Path(__file__).parent / "hoptrace"
+
+
+def trace_env(out: Path) -> dict[str, str]:
+    """Environment that loads ``bench/hoptrace`` into each service, writing to ``out``."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        "PYTHONPATH": f"{HOPTRACE_DIR}{os.pathsep}{path}" if path else str(HOPTRACE_DIR),
+        "CDB_HOPTRACE": str(out),
+    }
+
+
+def summarize_trace(out: Path, pids: dict[str, int]) -> list[tuple[str, int, float, float, float]]:
+    """(service: step, calls, p50, p90, p99 in µs) from the ``bench/hoptrace`` files."""
+    rows = []
+    for service, pid in pids.items():
+        path = out / f"{pid}.log"
+        if not path.exists():
+            continue
+        steps: dict[str, list[float]] = {}
+        for line in path.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                steps.setdefault(parts[0], []).append(float(parts[2]))
+        for step, values in sorted(steps.items()):
+            label = step if step.startswith(service) else f"{service}: {step}"
+            rows.append(
+                (
+                    label,
+                    len(values),
+                    percentile(values, 50),
+                    percentile(values, 90),
+                    percentile(values, 99),
+                )
+            )
+    return rows
+
+
 def run(quick: bool = False, context: dict | None = None) -> Result:
     args = (context or {}).get("args")
     rate = getattr(args, "rate", 1000.0)
     seconds = 3.0 if quick else getattr(args, "latency_duration", 30.0)
     n_symbols = 20 if quick else getattr(args, "symbols", 200)
     want_profile = bool(getattr(args, "profile", False))
+    trace_dir = (
+        Path(tempfile.mkdtemp(prefix="cdb-hoptrace-")) if getattr(args, "trace", False) else None
+    )
+    traced: list = []
     result = Result("latency", "Latency: market_data → signal → order_result")
     missing = [s for s in SERVICES if not service_available(s)]
     if missing:
@@ -151,10 +209,12 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         client = servers.client()
         # the floor first, on an idle pipeline: the disk's sync time and the round trips
         fsync = floor.pg_test_fsync(servers.root / "fsync", seconds=1)
-        trips = floor.round_trips(
-            client, servers.pg.env() if servers.pg else {}, 50 if quick else 300
-        )
-        procs = servers.start_all(SERVICES, {**BASE_ENV, **FLOW_ENV})
+        pg_env = servers.pg.env() if servers.pg else {}
+        trips = floor.round_trips(client, pg_env, 50 if quick else 300)
+        cold = floor.round_trips(client, pg_env, 20 if quick else 60, cold=True)
+        cold_sync = floor.cold_fdatasync(servers.root / "fsync", 20 if quick else 60)
+        extra = trace_env(trace_dir) if trace_dir else {}
+        procs = servers.start_all(SERVICES, {**BASE_ENV, **FLOW_ENV, **extra})
         spies = {}
         if want_profile:
             for name in PROFILED:
@@ -168,6 +228,9 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         hops = match(client, fired)
         dead = client.xlen(DEAD_LETTER)
         client.close()
+        pids = {name: procs[name].pid for name in ("signal", "risk", "execution")}
+    if trace_dir is not None:  # the services have stopped: their trace files are complete
+        traced = summarize_trace(trace_dir, pids)
     for name, (_spy, out) in spies.items():
         profiles[name] = prof.summarize(out, thread_marker=PROFILED[name])
         print(f"--- {name}: stacks through {PROFILED[name]} (waiting included) ---")
@@ -196,6 +259,44 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
         f.add("pg_test_fsync", None, None, "not installed (postgresql-15)")
     for what, (p50, p99) in trips.items():
         f.add(what, p50, p99, p50 / sync_us if sync_us else None)
+    f.add(
+        f"one 8 kB write + fdatasync, after {floor.IDLE_GAP_S * 1000:g} ms idle",
+        cold_sync[0],
+        cold_sync[1],
+        cold_sync[0] / sync_us if sync_us else None,
+    )
+    for what, (p50, p99) in cold.items():
+        f.add(what, p50, p99, p50 / sync_us if sync_us else None)
+    units = {"hot": [v[0] for v in trips.values()], "cold": [v[0] for v in cold.values()]}
+    fl = result.table(
+        "Each path against its floor: the unit costs above times what the path waits for",
+        [
+            "path",
+            "Redis trips / PG trips / commits",
+            "floor, back to back (ms)",
+            f"floor, after {floor.IDLE_GAP_S * 1000:g} ms idle (ms)",
+            "measured p50 (ms)",
+            "measured / idle floor",
+        ],
+    )
+    floors = {}
+    for hop, ops in PATH_OPS.items():
+        values = hops.get(hop) or []
+        est = {}
+        for kind, (redis_us, pg_us, commit_us) in units.items():
+            est[kind] = (
+                ops["redis"] * redis_us + ops["pg"] * pg_us + ops["commit"] * commit_us
+            ) / 1000
+        got = percentile(values, 50) if values else None
+        floors[hop] = est
+        fl.add(
+            f"tick → {hop.split(' → ')[1]}",
+            f"{ops['redis']:g} / {ops['pg']} / {ops['commit']}",
+            est["hot"],
+            est["cold"],
+            got,
+            got / est["cold"] if got is not None and est["cold"] else None,
+        )
     g = result.table(
         "Targets (issue 20), in ms and in multiples of this run's fdatasync",
         ["target", "required ms", "required × fsync", "measured ms", "measured × fsync", "verdict"],
@@ -224,6 +325,14 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
             g.add(
                 f"tick → {hop.split(' → ')[1]} {label}", target, multiple, got, measured_x, verdict
             )
+    if traced:
+        tr = result.table(
+            "Where each millisecond goes (--trace: wall time per call, µs; recv:<stream> is "
+            "append → read on Redis's ms clock, ~500 µs high on average)",
+            ["service: step", "calls", "p50 µs", "p90 µs", "p99 µs"],
+        )
+        for row in traced:
+            tr.add(*row)
     filled = sum(1 for s in statuses if s == "FILLED")
     result.note(
         f"{sent:,} market_data entries sent; {len(hops['market_data → signal']):,} strong moves "
@@ -244,8 +353,11 @@ def run(quick: bool = False, context: dict | None = None) -> Result:
     result.data = {k: v for k, v in hops.items()}
     result.data["_fsync"] = fsync
     result.data["_trips"] = trips
+    result.data["_cold"] = {**cold, "fdatasync": cold_sync}
+    result.data["_floors"] = floors
     result.data["_verdicts"] = verdicts
     result.data["_profiles"] = profiles
+    result.data["_trace"] = traced
     if context is not None:
         context["latency"] = result.data
     return result

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 FAULT_KEY = "cdb:paper:fault"
 FAULT_KINDS = ("error", "timeout", "timeout_after_fill", "rate_limit")
 
+#: A fault switch read with the fence counts for the call that follows within this long.
+PREFETCH_VALID_S = 0.5
+
 #: Relative tolerance for float noise when a SELL closes the whole position.
 _TOLERANCE = 1e-9
 
@@ -116,14 +119,33 @@ class PaperExchange:
         self.redis = redis_client
         self.fee_pct = fee_pct
         self.slippage_pct = slippage_pct
+        self._prefetched: tuple[dict, float] | None = None
 
     # -- fault switch ----------------------------------------------------------------------------
 
+    def read_fault_with(self, pipe: Any) -> None:
+        """Queue the fault switch's read on ``pipe`` (the single-writer fence's round trip,
+        made right before each call); ``prefetched`` then hands its reply to that call."""
+        pipe.hgetall(FAULT_KEY)
+
+    def prefetched(self, reply: dict) -> None:
+        """The switch as read with the fence a moment ago: the next call uses it, once."""
+        self._prefetched = (reply, time.monotonic())
+
     def _fault(self) -> tuple[str, float] | None:
-        """Consume one armed fault, if any: (kind, delay_s)."""
+        """Consume one armed fault, if any: (kind, delay_s).
+
+        The switch is read before every call: with the fence's round trip when that was
+        within ``PREFETCH_VALID_S`` (it always is: the fence immediately precedes each
+        call), otherwise here.
+        """
         if self.redis is None:
             return None
-        fault = self.redis.hgetall(FAULT_KEY)
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and time.monotonic() - prefetched[1] < PREFETCH_VALID_S:
+            fault = prefetched[0]
+        else:
+            fault = self.redis.hgetall(FAULT_KEY)
         if not fault:
             return None
         fields = {

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -52,6 +54,7 @@ class SingleWriterLock:
         self.ttl_ms = int(ttl_s * 1000)
         self.token = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.held = False
+        self.also_replies: list[Any] = []
 
     def acquire(self) -> bool:
         """Take the lock if free (or already ours); True while this process holds it."""
@@ -65,9 +68,20 @@ class SingleWriterLock:
                 self.held = bool(replaced)
         return self.held
 
-    def refresh(self) -> bool:
-        """Extend the lease if it is still ours; False (and not held) if it was lost."""
-        self.held = bool(self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+    def refresh(self, also: Callable[[Any], None] | None = None) -> bool:
+        """Extend the lease if it is still ours; False (and not held) if it was lost.
+
+        ``also(pipe)`` may queue more commands on the same round trip (a pipeline, not a
+        transaction); their replies go to ``also_replies``.
+        """
+        if also is None:
+            self.held = bool(self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+            return self.held
+        pipe = self.client.pipeline(transaction=False)
+        pipe.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms)
+        also(pipe)
+        first, *self.also_replies = pipe.execute()
+        self.held = bool(first)
         return self.held
 
     def release(self) -> None:

@@ -113,10 +113,16 @@ class ExecutionService(Service):
     # -- hooks given to the executor ---------------------------------------------------------------
 
     def _fence(self) -> None:
-        """Before every exchange call: still the single writer? Otherwise stop sending."""
-        if not self.lock.refresh():
+        """Before every exchange call: still the single writer? Otherwise stop sending.
+
+        The paper exchange's fault switch is read in the same round trip (it is read
+        before every call anyway)."""
+        also = getattr(self.venue, "read_fault_with", None)
+        if not self.lock.refresh(also):
             self._standby("lost the single-writer lock")
             raise TransientError("lost the single-writer lock; another copy may be executing")
+        if also is not None:
+            self.venue.prefetched(self.lock.also_replies[0])  # type: ignore[attr-defined]
 
     def _halt(self, side: str) -> str | None:
         return halt_reason(self.ledger.risk_breaker(), side, time.time())
