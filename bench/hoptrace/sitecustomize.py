@@ -27,6 +27,8 @@ STEPS = (
     ("cdb.risk.service", "RiskService.on_signal", "risk: on_signal (whole decision)"),
     ("cdb.risk.state", "Store.record", "risk: commit the decision"),
     ("cdb.risk.guard", "Guard.snapshot", "risk: snapshot of the book"),
+    ("cdb.risk.rules", "evaluate", "risk: rules.evaluate"),
+    ("cdb.risk.checks", "record", "risk: checks.record (each check's value and limit)"),
     ("cdb.bus", "Bus.publish_many", "publish_many (XADD, pipelined)"),
     ("cdb.bus", "Bus.publish", "publish (XADD)"),
     ("cdb.execution.executor", "Executor.execute", "execution: execute (whole order)"),

@@ -137,6 +137,9 @@ class Bus:
         #: risk manager decides on every tick before a signal) or goes alone (execution,
         #: which only keeps prices: they are then at most ``coalesce_ms`` old)
         self.market_data_first = True
+        #: a consumer that only records (the persistence writer) waits this long after the
+        #: first entry wakes it, for more, before handling them in one batch (ms; 0 = not)
+        self.linger_ms = 0
         #: how far an event time read here may lead this host's clock (``EVENT_MAX_LEAD_S``)
         self.max_lead_s = max_lead_s
         self.group = service
@@ -295,6 +298,8 @@ class Bus:
             claimed = self._claim(count)
             if claimed:
                 return claimed
+        if self.linger_ms > 0:
+            return self._read_lingering(count, block_ms)
         lazy = [s for s in self._streams if s == MARKET_DATA]
         urgent = [s for s in self._streams if s != MARKET_DATA]
         if self.coalesce_ms > 0 and lazy and urgent:
@@ -311,6 +316,20 @@ class Bus:
         raw = self._xreadgroup(self._streams, ">", count, block=block_ms)
         self._lazy_due = time.monotonic() + self.coalesce_ms / 1000
         return self._decode(raw)
+
+    def _read_lingering(self, count: int, block_ms: int) -> list[Delivery]:
+        """Woken by the first entry, wait ``linger_ms`` for more, then return them all.
+
+        A batch that came full (``count`` entries on a stream) is returned at once: there is
+        more to read, nothing to wait for.
+        """
+        raw = list(self._xreadgroup(self._streams, ">", count, block=block_ms) or [])
+        if not any(entries for _, entries in raw):
+            return []
+        if all(len(entries) < count for _, entries in raw):
+            time.sleep(self.linger_ms / 1000)
+            raw += list(self._xreadgroup(self._streams, ">", count) or [])
+        return self._decode(self._in_stream_order(raw))
 
     def _in_stream_order(self, raw: list) -> list:
         """XREADGROUP replies of several reads, in this consumer's stream order."""

@@ -39,6 +39,7 @@ class PersistenceService(Service):
     def __init__(self, settings: PersistenceSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
         self.settings: PersistenceSettings = settings
+        bus.linger_ms = settings.PERSISTENCE_LINGER_MS  # batches by time: see the setting
         self.writer = Writer(settings)
         self.db_error: str | None = None
         self.last_db_contact = 0.0

@@ -14,6 +14,15 @@ class PersistenceSettings(BaseServiceSettings, PostgresSettings):
     READ_BATCH: int = Field(
         2000, ge=1, le=10_000, description="Entries read per XREADGROUP and stream (one batch)"
     )
+    PERSISTENCE_LINGER_MS: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="After the first entry wakes the writer, wait this long (ms) for more before "
+        "writing them in one transaction: fewer commits beside the order path's, and an order's "
+        "row is written by execution first instead of execution waiting on this writer's insert "
+        "of the same row; 0 = write at once",
+    )
     DB_PROBE_INTERVAL_S: float = Field(
         5.0,
         gt=0,
