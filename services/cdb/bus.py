@@ -249,9 +249,10 @@ class Bus:
         ``market_data`` along with other streams (the risk manager, execution): new
         ``market_data`` entries then wake the consumer at most once per ``coalesce_ms``,
         while an entry on any other stream (a signal, an order, a control) wakes it at
-        once. With ``market_data_first`` (the default) such a read first takes the
-        ``market_data`` backlog in a second round trip and returns it ahead of the other
-        streams' entries, in the consumer's stream order, so a signal is never decided on
+        once. With ``market_data_first`` (the default) such a read also takes the
+        ``market_data`` backlog, in a second round trip, and returns everything in the
+        consumer's stream order (the risk manager's: control, order_result, market_data,
+        signals), so a signal is never decided on
         prices older than the ticks before it; without, the urgent entries come alone and
         the ticks at the next read, at most ``coalesce_ms`` later. A consumer of
         ``market_data`` alone (the signal engine) is woken by every entry, as before.
@@ -305,7 +306,8 @@ class Bus:
         if self.coalesce_ms > 0 and lazy and urgent:
             wait_ms = int((self._lazy_due - time.monotonic()) * 1000)
             if wait_ms >= 1:  # market data is not due yet: wake for the other streams only
-                raw = self._xreadgroup(urgent, ">", count, block=min(block_ms, wait_ms))
+                waited = min(block_ms, wait_ms)
+                raw = self._xreadgroup(urgent, ">", count, block=waited)
                 if any(entries for _, entries in raw or []):
                     if not self.market_data_first:
                         return self._decode(raw)
@@ -313,6 +315,7 @@ class Bus:
                     raw = list(self._xreadgroup(lazy, ">", count) or []) + list(raw)
                     self._lazy_due = time.monotonic() + self.coalesce_ms / 1000
                     return self._decode(self._in_stream_order(raw))
+                block_ms = max(1, block_ms - waited)  # one read blocks block_ms in all
         raw = self._xreadgroup(self._streams, ">", count, block=block_ms)
         self._lazy_due = time.monotonic() + self.coalesce_ms / 1000
         return self._decode(raw)

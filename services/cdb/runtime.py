@@ -489,7 +489,9 @@ class Runtime:
 
     def _once(self) -> None:
         service = self.service
-        if service.streams:
+        if not service.streams:  # e.g. execution gone to standby: its last batch is acked
+            self.bus.flush_acks()
+        else:
             deliveries = self.bus.read(self.settings.READ_BATCH, block_ms=1000)
             if deliveries:
                 handled: list[Delivery] = []
