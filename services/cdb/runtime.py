@@ -140,7 +140,8 @@ class Service:
     def __init__(self, settings: BaseServiceSettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        bus.market_data_first = self.market_data_first
+        if bus is not None:  # None: the backtest's SimRisk, which reads no stream
+            bus.market_data_first = self.market_data_first
         self.registry = CollectorRegistry(auto_describe=True)
 
     def setup(self) -> None:
