@@ -311,10 +311,11 @@ def sent_request(svc, client_id: str, side: str = "BUY") -> OrderRequest:
     return OrderRequest(client_id, "BTC_USDT", side, 1, 100.0)
 
 
-def test_execution_takes_orders_before_the_ticks_read_with_them(svc):
-    """ExecutionService.market_data_first is False and reaches its bus: an order read
-    with market data is handled without waiting for the coalesced ticks."""
-    assert svc.bus.market_data_first is False
+def test_execution_reads_the_ticks_before_an_order_read_with_them(svc):
+    """Execution keeps the default (market_data_first): the tick that triggered an order is
+    read with it, so a paper fill is priced at that tick, not at the one before it (the
+    live-vs-backtest test showed the fill one candle stale without it)."""
+    assert svc.bus.market_data_first is True
 
 
 def test_an_armed_fault_read_with_the_fence_fails_the_next_call_once(svc, redis_client, pg_env):

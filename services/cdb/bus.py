@@ -133,9 +133,9 @@ class Bus:
         #: how long a consumer of ``market_data`` *and* other streams lets new market data
         #: collect before a read wakes up for it (``MARKET_DATA_COALESCE_MS``); see ``read``
         self.coalesce_ms = coalesce_ms
-        #: with coalescing, an urgent entry takes the market_data backlog first (True: the
-        #: risk manager decides on every tick before a signal) or goes alone (execution,
-        #: which only keeps prices: they are then at most ``coalesce_ms`` old)
+        #: with coalescing, an urgent entry takes the market_data backlog with it (True: the
+        #: risk manager decides on every tick before a signal, execution fills at the tick
+        #: that triggered the order) or goes alone, the ticks at most ``coalesce_ms`` later
         self.market_data_first = True
         #: a consumer that only records (the persistence writer) waits this long after the
         #: first entry wakes it, for more, before handling them in one batch (ms; 0 = not)

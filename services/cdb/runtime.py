@@ -132,16 +132,10 @@ class Service:
     default_port: ClassVar[int] = 8000
     settings_class: ClassVar[type[BaseServiceSettings]] = BaseServiceSettings
     streams: ClassVar[tuple[str, ...]] = ()
-    #: a service reading ``market_data`` with other streams: does an entry on another
-    #: stream wait for the ticks before it (True), or is it handled first, the ticks at most
-    #: ``MARKET_DATA_COALESCE_MS`` later (False)? See ``Bus.read``.
-    market_data_first: ClassVar[bool] = True
 
     def __init__(self, settings: BaseServiceSettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        if bus is not None:  # None: the backtest's SimRisk, which reads no stream
-            bus.market_data_first = self.market_data_first
         self.registry = CollectorRegistry(auto_describe=True)
 
     def setup(self) -> None:

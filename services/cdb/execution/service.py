@@ -43,10 +43,6 @@ class ExecutionService(Service):
     default_port = 8003
     settings_class = ExecutionSettings
     streams = (ORDERS, MARKET_DATA)
-    #: an order does not wait for the market data read with it: prices are only kept here
-    #: (for paper fills), at most MARKET_DATA_COALESCE_MS old; the order carries the price the
-    #: risk manager checked it at
-    market_data_first = False
 
     def __init__(self, settings: ExecutionSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
