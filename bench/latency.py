@@ -53,13 +53,15 @@ TARGET_FSYNC_US = 87.0
 #: "Latency (issue 20)"): Redis round trips (a consumer's wake-up from a blocking read
 #: counted as half of one), other PostgreSQL round trips, committed writes.
 #: tick → order: the signal engine wakes (½) and appends the signal (1); the risk manager
-#: wakes (½), commits its decision (commit) and appends the order (1).
-#: order → order_result: execution wakes (½), commits the order SENT with the breaker read
-#: (commit), renews its lease with the fault switch read (1), locks and reads the book
-#: (pg), writes the fill and commits (commit), appends the result (1).
+#: wakes (½), reads the tick backlog (1), commits its decision (commit) and appends the
+#: order (1).
+#: order → order_result: execution wakes (½), reads the tick backlog (1), commits the order
+#: SENT with the breaker read (commit; the lease refresh with the fault switch read runs
+#: meanwhile, 0), locks and reads the book (pg), writes the fill and commits (commit),
+#: appends the result (1).
 PATH_OPS = {
-    "market_data → order": {"redis": 3.0, "pg": 0, "commit": 1},
-    "market_data → order_result": {"redis": 5.5, "pg": 1, "commit": 3},
+    "market_data → order": {"redis": 4.0, "pg": 0, "commit": 1},
+    "market_data → order_result": {"redis": 6.5, "pg": 1, "commit": 3},
 }
 #: service → the function whose stacks are the decision path (``--profile``)
 PROFILED = {"risk": "on_signal (", "execution": "execution/executor.py:"}

@@ -405,7 +405,7 @@ def test_a_lost_lock_stops_the_send_before_the_venue_is_called(svc, redis_client
 
 
 def test_a_venue_without_a_fault_switch_gets_a_plain_fence(svc, redis_client, pg_env):
-    """Only a venue with read_fault_with gets the switch read in the fence's round trip:
+    """Only a venue with a FAULT_READ gets the switch read in the fence's round trip:
     the paper venue does (the reply is handed to it), and the refresh alone still holds
     the lock for any other venue."""
     assert isinstance(svc.venue, PaperExchange)
@@ -415,3 +415,47 @@ def test_a_venue_without_a_fault_switch_gets_a_plain_fence(svc, redis_client, pg
     svc.lock.also_replies = []
     svc._fence()
     assert svc.lock.held
+
+
+# -- the fence's round trip overlapping the SENT commit ---------------------------------------
+
+
+def in_use(svc) -> int:
+    """Redis connections of the service's pool taken and not given back."""
+    return len(svc.bus.client.connection_pool._in_use_connections)
+
+
+def test_the_fence_sent_before_the_sent_commit_is_read_and_given_back(svc, pg_env):
+    """A new order: the refresh goes out before the SENT commit (``_fence_begin``) and is
+    read at the fence (the order fills); after the order nothing is left unread and the
+    connection is back in the pool. A refused order (no venue call) has its refresh read
+    by the drain after the order, and the lease is still held."""
+    svc.active = True
+    result = svc.executor.execute(order("ov-1", "BUY", 1, price=100.0), 100.0)
+    svc._fence_drain()
+    assert result is not None and result.status == "FILLED"
+    assert svc._sent_fence is None and in_use(svc) == 0
+    set_breaker(pg_env, Breaker(kill_switch=True, reason="test"))
+    result = svc.executor.execute(order("ov-2", "BUY", 1, price=100.0), 100.0)
+    assert result is not None and result.status == "REJECTED"
+    assert svc._sent_fence is not None, "sent before the breaker said no, unread so far"
+    svc._fence_drain()
+    assert svc._sent_fence is None and in_use(svc) == 0
+    assert svc.lock.held and svc.active
+
+
+def test_an_early_fence_answer_older_than_half_the_lease_is_not_trusted(svc, redis_client, pg_env):
+    """The early refresh said "held", but by the call more than half the lease has passed
+    since it was sent: the fence refreshes again, finds another holder, goes to standby
+    and never calls the venue (the row stays SENT, nothing is traded)."""
+    svc.active = True
+    svc._fence_begin()  # Redis renews the lease for us now...
+    # ...but the answer is read as if the SENT commit had stalled for a whole lease,
+    # during which another copy took the lock over
+    svc._sent_fence = svc._sent_fence._replace(sent_at=time.monotonic() - svc.settings.LOCK_TTL_S)
+    redis_client.set(LOCK_KEY, "elsewhere/1/abcdef12")
+    with pytest.raises(TransientError):
+        svc.executor.execute(order("ov-3", "BUY", 1, price=100.0), 100.0)
+    assert svc.active is False and svc.lock.held is False
+    assert rows(pg_env, "ov-3") == [("SENT", None)]
+    assert trades(pg_env) == 0

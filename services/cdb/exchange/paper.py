@@ -123,14 +123,18 @@ class PaperExchange:
 
     # -- fault switch ----------------------------------------------------------------------------
 
-    def read_fault_with(self, pipe: Any) -> None:
-        """Queue the fault switch's read on ``pipe`` (the single-writer fence's round trip,
-        made right before each call); ``prefetched`` then hands its reply to that call."""
-        pipe.hgetall(FAULT_KEY)
+    #: the fault switch's read, sent with the single-writer fence that precedes each call;
+    #: ``prefetched`` then hands its reply to that call
+    FAULT_READ = ("HGETALL", FAULT_KEY)
 
-    def prefetched(self, reply: dict) -> None:
-        """The switch as read with the fence a moment ago: the next call uses it, once."""
-        self._prefetched = (reply, time.monotonic())
+    def prefetched(self, reply: Any) -> None:
+        """The switch as read with the fence a moment ago: the next call uses it, once.
+
+        ``reply`` is HGETALL's raw answer: a flat list of fields and values (RESP2) or a map.
+        """
+        if isinstance(reply, list | tuple):
+            reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        self._prefetched = (reply or {}, time.monotonic())
 
     def _fault(self) -> tuple[str, float] | None:
         """Consume one armed fault, if any: (kind, delay_s).

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import redis
 
@@ -45,6 +46,14 @@ return 0
 """
 
 
+class SentRefresh(NamedTuple):
+    """A lease refresh on its way: the connection to read its answers from."""
+
+    conn: Any
+    sent_at: float  # monotonic seconds, just before sending
+    commands: int
+
+
 class SingleWriterLock:
     """A Redis lease with a per-process token (``host/pid/random``)."""
 
@@ -68,19 +77,46 @@ class SingleWriterLock:
                 self.held = bool(replaced)
         return self.held
 
-    def refresh(self, also: Callable[[Any], None] | None = None) -> bool:
+    def refresh(self, also: Sequence[tuple[Any, ...]] = ()) -> bool:
         """Extend the lease if it is still ours; False (and not held) if it was lost.
 
-        ``also(pipe)`` may queue more commands on the same round trip (a pipeline, not a
-        transaction); their replies go to ``also_replies``.
+        ``also``: more commands (e.g. ``("HGETALL", key)``) sent in the same round trip (a
+        pipeline, not a transaction); their raw replies go to ``also_replies``.
         """
-        if also is None:
-            self.held = bool(self.client.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
-            return self.held
-        pipe = self.client.pipeline(transaction=False)
-        pipe.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms)
-        also(pipe)
-        first, *self.also_replies = pipe.execute()
+        return self.refresh_read(self.refresh_send(also))
+
+    def refresh_send(self, also: Sequence[tuple[Any, ...]] = ()) -> SentRefresh:
+        """Send a refresh (and ``also``) without waiting for the answer: the caller does
+        other work meanwhile (execution: its ``SENT`` commit), then ``refresh_read``.
+
+        The lease is extended when Redis runs the command, which is after ``sent_at``: a
+        caller that reads the answer "held" may count on the lease until ``sent_at`` +
+        TTL (monotonic clock).
+        """
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        commands = [("EVAL", _REFRESH, 1, self.key, self.token, self.ttl_ms), *also]
+        sent_at = time.monotonic()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        return SentRefresh(conn, sent_at, len(commands))
+
+    def refresh_read(self, sent: SentRefresh) -> bool:
+        """The answer to ``refresh_send``: True while the lease is ours (and not held if not)."""
+        try:
+            replies = [sent.conn.read_response() for _ in range(sent.commands)]
+        except BaseException:
+            sent.conn.disconnect()
+            raise
+        finally:
+            self.client.connection_pool.release(sent.conn)
+        first, *self.also_replies = replies
+        if isinstance(first, Exception):
+            raise first
         self.held = bool(first)
         return self.held
 

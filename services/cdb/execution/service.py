@@ -24,7 +24,7 @@ from cdb.exchange.paper import PaperExchange
 from cdb.exchange.trading import CcxtVenue, Venue
 from cdb.execution.executor import Executor
 from cdb.execution.ledger import Ledger
-from cdb.execution.lock import SingleWriterLock
+from cdb.execution.lock import SentRefresh, SingleWriterLock
 from cdb.execution.metrics import ExecutionMetrics
 from cdb.execution.reconcile import reconcile
 from cdb.execution.safety import halt_reason
@@ -61,6 +61,7 @@ class ExecutionService(Service):
         self.streams = ()  # type: ignore[misc]
         self.active = False
         self.lock = SingleWriterLock(bus.client, settings.LOCK_TTL_S)
+        self._sent_fence: SentRefresh | None = None
         self.ledger = Ledger(settings, settings.QUOTE_ASSET, mode)
         self.venue: Venue = self._venue()
         self.executor = Executor(
@@ -75,6 +76,7 @@ class ExecutionService(Service):
             halt_state=lambda breaker, side: halt_reason(breaker, side, time.time()),
             refused=self._refused,
             fence=self._fence,
+            fence_begin=self._fence_begin,
             pause=self._pause,
             alert=self._alert,
         )
@@ -108,17 +110,44 @@ class ExecutionService(Service):
 
     # -- hooks given to the executor ---------------------------------------------------------------
 
+    def _fence_reads(self) -> tuple[tuple, ...]:
+        """What else the fence's round trip reads: the paper exchange's fault switch."""
+        read = getattr(self.venue, "FAULT_READ", None)
+        return (read,) if read else ()
+
+    def _fence_begin(self) -> None:
+        """Send the fence's refresh now and read its answer in ``_fence``, so the round trip
+        runs while the order's ``SENT`` row is committed instead of after it."""
+        if self._sent_fence is None:
+            self._sent_fence = self.lock.refresh_send(self._fence_reads())
+
     def _fence(self) -> None:
         """Before every exchange call: still the single writer? Otherwise stop sending.
 
-        The paper exchange's fault switch is read in the same round trip (it is read
-        before every call anyway)."""
-        also = getattr(self.venue, "read_fault_with", None)
-        if not self.lock.refresh(also):
+        The answer of a refresh sent by ``_fence_begin`` counts while it is younger than
+        half the lease (the lease runs from before it was sent, so half of it is still
+        ahead at the call); an older one, or none, means a refresh now. The paper
+        exchange's fault switch is read in the same round trip (it is read before every
+        call anyway)."""
+        reads = self._fence_reads()
+        sent, self._sent_fence = self._sent_fence, None
+        if sent is not None:
+            held = self.lock.refresh_read(sent)
+            if held and time.monotonic() - sent.sent_at >= self.settings.LOCK_TTL_S / 2:
+                held = self.lock.refresh(reads)
+        else:
+            held = self.lock.refresh(reads)
+        if not held:
             self._standby("lost the single-writer lock")
             raise TransientError("lost the single-writer lock; another copy may be executing")
-        if also is not None:
+        if reads:
             self.venue.prefetched(self.lock.also_replies[0])  # type: ignore[attr-defined]
+
+    def _fence_drain(self) -> None:
+        """After each order: a refresh ``_fence_begin`` sent that no call used is read."""
+        sent, self._sent_fence = self._sent_fence, None
+        if sent is not None and not self.lock.refresh_read(sent):
+            self._standby("lost the single-writer lock")
 
     def _halt(self, side: str) -> str | None:
         return halt_reason(self.ledger.risk_breaker(), side, time.time())
@@ -241,11 +270,14 @@ class ExecutionService(Service):
             try:
                 result = self.executor.execute(order, self.prices.get(order.symbol))
             except TRANSIENT:
+                self._fence_drain()
                 raise
             except Exception as exc:  # a bug or a poison entry: never block the stream on it
+                self._fence_drain()
                 log.exception("order %s failed", order.client_id)
                 self.bus.dead_letter(delivery, f"handler error: {type(exc).__name__}: {exc}"[:500])
                 continue
+            self._fence_drain()
             if result is not None:
                 self._publish(result)
             done(delivery)
