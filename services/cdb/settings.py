@@ -52,12 +52,14 @@ class BaseServiceSettings(BaseSettings):
     )
     READ_BATCH: int = Field(500, ge=1, le=10_000, description="Entries read per XREADGROUP")
     MARKET_DATA_COALESCE_MS: int = Field(
-        5,
+        0,
         ge=0,
         le=1000,
         description="A service reading market_data and other streams (risk, execution) is "
         "woken by new market data at most this often (ms); a signal, order or control wakes "
-        "it at once and is handled after the ticks before it; 0 = wake for every tick",
+        "it at once and is handled after the ticks before it (read in one more round trip). "
+        "Saves CPU at high tick rates, costs ~0.4 ms on the order path; 0 (default) = wake "
+        "for every tick",
     )
     CLAIM_IDLE_MS: int = Field(
         30_000, ge=1000, description="Entries pending this long on a dead consumer are claimed"
