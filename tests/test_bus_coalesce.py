@@ -352,3 +352,28 @@ def test_an_idle_coalescing_read_blocks_block_ms_in_all(redis_client, producer):
     got, took = timed_read(bus, block_ms=1000)
     assert got == []
     assert 0.9 <= took < 1.6, f"blocked {took:.2f} s for block_ms=1000"
+
+
+# -- 3. the persistence writer's linger ----------------------------------------------------------
+
+
+def test_a_lingering_read_collects_what_comes_within_the_linger(redis_client, producer):
+    """linger_ms (the persistence writer's PERSISTENCE_LINGER_MS): the first entry wakes the
+    read, which waits that long and returns it together with what came meanwhile, in one
+    batch; a read that came back full (``count`` entries) does not wait."""
+    bus = Bus(redis_client, service="writer-t", consumer="c1")
+    bus.linger_ms = 400
+    bus.subscribe((SIGNALS,))
+    assert bus.read(block_ms=20) == []
+    producer.publish(sig(1))
+    timer = later(0.1, producer.publish, sig(2))
+    got, took = timed_read(bus, block_ms=5000)
+    timer.join()
+    assert [d.event.signal_id for d in got] == ["s1", "s2"]
+    assert took >= 0.35, f"returned after {took:.2f} s, before the linger ended"
+    producer.publish(sig(3))
+    producer.publish(sig(4))
+    started = time.monotonic()
+    full = bus.read(count=1, block_ms=5000)
+    assert [d.event.signal_id for d in full] == ["s3"]
+    assert time.monotonic() - started < 0.35, "a full batch does not linger"

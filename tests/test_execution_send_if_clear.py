@@ -28,7 +28,7 @@ import pytest
 import redis
 from test_execution_helpers import migrated, order, sql
 
-from cdb.bus import REFUSED_KEY, Bus
+from cdb.bus import ORDERS, REFUSED_KEY, Bus, Delivery
 from cdb.exchange.errors import ExchangeUnavailable
 from cdb.exchange.paper import FAULT_KEY, PREFETCH_VALID_S, PaperExchange
 from cdb.exchange.trading import OrderRequest
@@ -444,8 +444,10 @@ def test_the_fence_sent_before_the_sent_commit_is_read_and_given_back(svc, pg_en
     assert svc.lock.held and svc.active
 
 
-def test_an_early_fence_answer_older_than_half_the_lease_is_not_trusted(svc, redis_client, pg_env):
-    """The early refresh said "held", but by the call more than half the lease has passed
+def test_an_early_fence_answer_older_than_the_renewal_period_is_not_trusted(
+    svc, redis_client, pg_env
+):
+    """The early refresh said "held", but by the call more than the renewal period has passed
     since it was sent: the fence refreshes again, finds another holder, goes to standby
     and never calls the venue (the row stays SENT, nothing is traded)."""
     svc.active = True
@@ -458,4 +460,41 @@ def test_an_early_fence_answer_older_than_half_the_lease_is_not_trusted(svc, red
         svc.executor.execute(order("ov-3", "BUY", 1, price=100.0), 100.0)
     assert svc.active is False and svc.lock.held is False
     assert rows(pg_env, "ov-3") == [("SENT", None)]
+    assert trades(pg_env) == 0
+
+
+def test_a_lease_found_lost_after_an_order_stops_the_batch(svc, redis_client, pg_env):
+    """The early refresh of a refused order (no venue call, so read by the drain) says
+    another copy holds the lock: the order's result still goes out, then the batch stops
+    (TransientError) before the next order writes anything in the ledger."""
+    svc.active = True
+    set_breaker(pg_env, Breaker(kill_switch=True, reason="test"))
+    redis_client.set(LOCK_KEY, "elsewhere/1/abcdef12")
+    first = Delivery(ORDERS, "1-0", order("lost-a", "BUY", 1, price=100.0))
+    second = Delivery(ORDERS, "2-0", order("lost-b", "BUY", 1, price=100.0))
+    done: list[Delivery] = []
+    with pytest.raises(TransientError):
+        svc.handle_batch([first, second], done.append)
+    assert done == [first], "the first was handled (and is acknowledged)"
+    assert rows(pg_env, "lost-a")[0][0] == "REJECTED"
+    assert rows(pg_env, "lost-b") == [], "nothing written for the second by a non-holder"
+    assert svc.active is False
+
+
+def test_a_breaker_value_that_is_not_a_boolean_is_not_clear(svc, pg_env):
+    """A hand-edited breaker whose kill switch is the text "engaged" is not "clear" for the
+    one-statement send (no SQL error, no row written there); the general path's
+    halt_reason reads it as engaged and refuses the order, explained in its row."""
+    sql(
+        pg_env,
+        "INSERT INTO service_state (service, key, value) VALUES ('risk', 'breaker', %s) "
+        "ON CONFLICT (service, key) DO UPDATE SET value = EXCLUDED.value",
+        (json.dumps({"kill_switch": "engaged", "reason": "by hand"}),),
+    )
+    sent, breaker = svc.ledger.send_if_clear(order("odd-1", "BUY", 1, price=100.0))
+    assert sent is None and breaker["kill_switch"] == "engaged"
+    assert rows(pg_env, "odd-1") == []
+    result = svc.executor.execute(order("odd-1", "BUY", 1, price=100.0), 100.0)
+    assert result is not None and result.status == "REJECTED"
+    assert "kill switch" in (result.error or "")
     assert trades(pg_env) == 0

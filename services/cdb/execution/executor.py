@@ -166,7 +166,7 @@ class Executor:
             return True
         try:
             self.venue.check(request)
-        except InvalidOrder:
+        except ExchangeError:  # InvalidOrder, or the venue cannot tell now: the general path
             return True
         return False
 

@@ -226,10 +226,12 @@ class Ledger:
                 " up AS (INSERT INTO orders (client_id, signal_id, ts, symbol, side, quantity,"
                 "  price, stop_loss, take_profit, reason, status, mode)"
                 "  SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'SENT', %s"
+                # clear = each cause exactly false/null; any other value (even one that
+                # is not a boolean) is "maybe engaged" and goes to the general path
                 "  WHERE NOT EXISTS (SELECT 1 FROM b WHERE"
-                "   coalesce((b.value->>'kill_switch')::boolean, false)"
-                "   OR coalesce((b.value->>'manual')::boolean, false)"
-                "   OR b.value->>'drawdown_day' IS NOT NULL)"
+                "   coalesce(b.value->'kill_switch', 'false'::jsonb) <> 'false'::jsonb"
+                "   OR coalesce(b.value->'manual', 'false'::jsonb) <> 'false'::jsonb"
+                "   OR coalesce(b.value->'drawdown_day', 'null'::jsonb) <> 'null'::jsonb)"
                 "  ON CONFLICT (client_id) DO UPDATE SET status = 'SENT', mode = EXCLUDED.mode,"
                 "  updated_at = now() WHERE orders.status = 'NEW'"
                 f"  RETURNING {_ORDER_COLUMNS})"

@@ -83,11 +83,19 @@ class SingleWriterLock:
         ``also``: more commands (e.g. ``("HGETALL", key)``) sent in the same round trip (a
         pipeline, not a transaction); their raw replies go to ``also_replies``.
         """
-        return self.refresh_read(self.refresh_send(also))
+        pipe = self.client.pipeline(transaction=False)  # the client's retry policy applies
+        pipe.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms)
+        for command in also:
+            pipe.execute_command(*command)
+        first, *self.also_replies = pipe.execute()
+        self.held = bool(first)
+        return self.held
 
     def refresh_send(self, also: Sequence[tuple[Any, ...]] = ()) -> SentRefresh:
         """Send a refresh (and ``also``) without waiting for the answer: the caller does
         other work meanwhile (execution: its ``SENT`` commit), then ``refresh_read``.
+        A raw connection of the client's pool, without the client's retries: a caller that
+        gets a connection error falls back to ``refresh``.
 
         The lease is extended when Redis runs the command, which is after ``sent_at``: a
         caller that reads the answer "held" may count on the lease until ``sent_at`` +
@@ -114,9 +122,7 @@ class SingleWriterLock:
             raise
         finally:
             self.client.connection_pool.release(sent.conn)
-        first, *self.also_replies = replies
-        if isinstance(first, Exception):
-            raise first
+        first, *self.also_replies = replies  # an error reply raised in read_response
         self.held = bool(first)
         return self.held
 

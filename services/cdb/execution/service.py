@@ -10,6 +10,7 @@ last one left in flight (``reconcile``) and fails closed on anything unknown.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -87,6 +88,8 @@ class ExecutionService(Service):
         #: between sends the lease is renewed at most this often (a Redis round trip per loop
         #: otherwise); before every exchange call ``_fence`` renews and checks it regardless
         self._refresh_every = min(1.0, settings.LOCK_TTL_S / 10)
+        #: how long the answer of a refresh sent early (``_fence_begin``) counts at the call
+        self._fence_valid_s = self._refresh_every
         self._last_refresh = 0.0
         self.metrics = ExecutionMetrics(self.registry, settings.QUOTE_ASSET)
         self.results = self.metrics.results
@@ -125,17 +128,21 @@ class ExecutionService(Service):
         """Before every exchange call: still the single writer? Otherwise stop sending.
 
         The answer of a refresh sent by ``_fence_begin`` counts while it is younger than
-        half the lease (the lease runs from before it was sent, so half of it is still
-        ahead at the call); an older one, or none, means a refresh now. The paper
+        ``_fence_valid_s`` (min(1 s, LOCK_TTL_S / 10), the renewal period between orders;
+        the lease runs from before it was sent, so at least 90 % of it is still ahead at
+        the call, as with a refresh made at the call); an older one, or none, means a
+        refresh now. The paper
         exchange's fault switch is read in the same round trip (it is read before every
         call anyway)."""
         reads = self._fence_reads()
         sent, self._sent_fence = self._sent_fence, None
+        held = False
         if sent is not None:
-            held = self.lock.refresh_read(sent)
-            if held and time.monotonic() - sent.sent_at >= self.settings.LOCK_TTL_S / 2:
-                held = self.lock.refresh(reads)
-        else:
+            try:
+                held = self.lock.refresh_read(sent)
+            except (redis.ConnectionError, redis.TimeoutError):
+                sent = None  # no answer: ask again below, with the client's retries
+        if sent is None or (held and time.monotonic() - sent.sent_at >= self._fence_valid_s):
             held = self.lock.refresh(reads)
         if not held:
             self._standby("lost the single-writer lock")
@@ -144,9 +151,20 @@ class ExecutionService(Service):
             self.venue.prefetched(self.lock.also_replies[0])  # type: ignore[attr-defined]
 
     def _fence_drain(self) -> None:
-        """After each order: a refresh ``_fence_begin`` sent that no call used is read."""
+        """After each order: a refresh ``_fence_begin`` sent that no call used is read.
+
+        A lease found lost means standby (the caller stops the batch); a Redis error
+        reading the answer is transient (``TransientError``): the runtime backs off and the
+        entries not acknowledged are read again.
+        """
         sent, self._sent_fence = self._sent_fence, None
-        if sent is not None and not self.lock.refresh_read(sent):
+        if sent is None:
+            return
+        try:
+            held = self.lock.refresh_read(sent)
+        except redis.RedisError as exc:
+            raise TransientError(f"lease refresh unanswered: {exc}") from exc
+        if not held:
             self._standby("lost the single-writer lock")
 
     def _halt(self, side: str) -> str | None:
@@ -270,10 +288,12 @@ class ExecutionService(Service):
             try:
                 result = self.executor.execute(order, self.prices.get(order.symbol))
             except TRANSIENT:
-                self._fence_drain()
+                with contextlib.suppress(*TRANSIENT):  # the first error is the one to report
+                    self._fence_drain()
                 raise
             except Exception as exc:  # a bug or a poison entry: never block the stream on it
-                self._fence_drain()
+                with contextlib.suppress(*TRANSIENT):
+                    self._fence_drain()
                 log.exception("order %s failed", order.client_id)
                 self.bus.dead_letter(delivery, f"handler error: {type(exc).__name__}: {exc}"[:500])
                 continue
@@ -281,6 +301,8 @@ class ExecutionService(Service):
             if result is not None:
                 self._publish(result)
             done(delivery)
+            if not self.active:  # the lease was found lost: no more orders from this copy
+                raise TransientError("lost the single-writer lock; the batch is left pending")
 
     def _publish(self, result) -> None:
         self.bus.publish(result)  # first: the log line is not on the order's path
