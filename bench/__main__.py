@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             "are low by that much; per-CPU-second figures are not."
         )
         extra = (" --quick" if args.quick else "") + (" --no-aof" if args.no_aof else "")
+        if name == "latency":  # what changes the latency figures: say it with them
+            if args.latency_duration != 30.0:
+                extra += f" --latency-duration {args.latency_duration:g}"
+            if args.rate != 1000.0:
+                extra += f" --rate {args.rate:g}"
+            extra += (" --trace" if args.trace else "") + (" --profile" if args.profile else "")
         result.command = f"python -m bench run {name}{extra}"
         print("\n" + report.render_text(result), flush=True)
         print(f"({name}: {time.monotonic() - started:.1f} s)", flush=True)

@@ -94,8 +94,9 @@ class ExecutionSettings(BaseServiceSettings, PostgresSettings):
         30.0,
         ge=1,
         le=600,
-        description="Single-writer lock lifetime; renewed before every exchange call "
-        "and at least every min(1 s, LOCK_TTL_S/10) between them",
+        description="Single-writer lock lifetime; renewed at least every min(1 s, "
+        "LOCK_TTL_S/10), and before every exchange call: by a renewal answered within that "
+        "period (sent before the order's SENT commit) or made at the call",
     )
     UNKNOWN_RECHECK_S: float = Field(
         5.0, gt=0, le=600, description="How often a fail-closed service re-checks its unknowns"
