@@ -377,3 +377,39 @@ def test_a_lingering_read_collects_what_comes_within_the_linger(redis_client, pr
     full = bus.read(count=1, block_ms=5000)
     assert [d.event.signal_id for d in full] == ["s3"]
     assert time.monotonic() - started < 0.35, "a full batch does not linger"
+
+
+class _CrashAfterOne(Service):
+    """Handles one signal, then its tick raises a bug (not a transient error)."""
+
+    name = "crashprobe"
+    streams = (SIGNALS,)
+
+    def __init__(self, settings, bus) -> None:
+        super().__init__(settings, bus)
+        self.handled = 0
+
+    def handle(self, delivery: Delivery) -> None:
+        self.handled += 1
+
+    def tick(self) -> float | None:
+        if self.handled:
+            raise RuntimeError("a bug")
+        return None
+
+
+def test_a_bug_escaping_the_loop_still_acks_what_was_handled(
+    redis_env, redis_client, producer, clean_env
+):
+    """The queued acks of a handled batch are sent before a non-transient error ends the
+    process: the entry is not handled a second time after the restart."""
+    producer.publish(sig(1))
+    settings = load_settings(
+        BaseServiceSettings, REDIS_PORT=int(redis_env["REDIS_PORT"]), HTTP_PORT=0
+    )
+    service = _CrashAfterOne(settings, Bus(redis_client, service="crashprobe", consumer="c1"))
+    runtime = Runtime(service)
+    with pytest.raises(RuntimeError, match="a bug"):
+        runtime.run()
+    assert service.handled == 1
+    assert pending(redis_client, SIGNALS, "crashprobe") == 0

@@ -479,6 +479,11 @@ class Runtime:
                 self.heartbeat = time.monotonic()
                 if ready:
                     self.state = "running"
+            except Exception:
+                # a bug escapes and the process exits: what was handled is still acked
+                with contextlib.suppress(Exception):
+                    self.bus.flush_acks()
+                raise
         self._shutdown()
         return 0
 
