@@ -59,6 +59,11 @@ def producer(redis_env) -> Iterator[Bus]:
     client.close()
 
 
+def runtime_settings(redis_env) -> BaseServiceSettings:
+    """Settings for a probe service run by a real Runtime (any free HTTP port)."""
+    return load_settings(BaseServiceSettings, REDIS_PORT=int(redis_env["REDIS_PORT"]), HTTP_PORT=0)
+
+
 def later(delay_s: float, fn, *args) -> threading.Timer:
     timer = threading.Timer(delay_s, fn, args)
     timer.start()
@@ -163,9 +168,7 @@ def test_runtime_acks_with_the_next_read_and_flushes_at_a_graceful_stop(
     is handled the first is acknowledged already (its ack rode on the read that returned
     the second). The second is handled last and the loop stops right after it, with no
     further read: Runtime._shutdown's flush_acks is what acknowledges it."""
-    settings = load_settings(
-        BaseServiceSettings, REDIS_PORT=int(redis_env["REDIS_PORT"]), HTTP_PORT=0
-    )
+    settings = runtime_settings(redis_env)
     service = _AckProbe(settings, Bus(redis_client, service="ackprobe", consumer="c1"))
     runtime = Runtime(service)
     service.runtime = runtime
@@ -204,9 +207,7 @@ def test_a_service_that_stops_reading_still_acks_its_last_batch(
     """A copy that stops reading (execution's standby) has no next read for its queued
     acks to ride on: the runtime flushes them on its next loop, so the entry it handled is
     not left pending for another copy to claim and handle again."""
-    settings = load_settings(
-        BaseServiceSettings, REDIS_PORT=int(redis_env["REDIS_PORT"]), HTTP_PORT=0
-    )
+    settings = runtime_settings(redis_env)
     service = _StandbyProbe(settings, Bus(redis_client, service="standbyprobe", consumer="c1"))
     runtime = Runtime(service)
     thread = threading.Thread(target=runtime.run, daemon=True)
@@ -404,9 +405,7 @@ def test_a_bug_escaping_the_loop_still_acks_what_was_handled(
     """The queued acks of a handled batch are sent before a non-transient error ends the
     process: the entry is not handled a second time after the restart."""
     producer.publish(sig(1))
-    settings = load_settings(
-        BaseServiceSettings, REDIS_PORT=int(redis_env["REDIS_PORT"]), HTTP_PORT=0
-    )
+    settings = runtime_settings(redis_env)
     service = _CrashAfterOne(settings, Bus(redis_client, service="crashprobe", consumer="c1"))
     runtime = Runtime(service)
     with pytest.raises(RuntimeError, match="a bug"):

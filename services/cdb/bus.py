@@ -277,14 +277,20 @@ class Bus:
             return self.client.xreadgroup(
                 self.group, self.consumer, {s: ids for s in streams}, count=count, block=block
             )
-        pipe = self.client.pipeline(transaction=False)
-        for stream, entry_ids in self._unacked.items():
-            pipe.xack(stream, self.group, *entry_ids)
+        pipe = self._pipe_with_acks()
         pipe.xreadgroup(
             self.group, self.consumer, {s: ids for s in streams}, count=count, block=block
         )
-        self._unacked = {}  # sent: a failure below leaves them pending, redelivered later
         return pipe.execute()[-1]
+
+    def _pipe_with_acks(self):
+        """A pipeline holding the queued acknowledgements, which count as sent from here:
+        a failure leaves their entries pending, to be redelivered."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream, entry_ids in self._unacked.items():
+            pipe.xack(stream, self.group, *entry_ids)
+        self._unacked = {}
+        return pipe
 
     def _read(self, count: int, block_ms: int) -> list[Delivery]:
         if self._replay_pending:
@@ -449,22 +455,10 @@ class Bus:
 
     def flush_acks(self) -> None:
         """Send the acknowledgements queued by ``ack_later`` now (one round trip)."""
-        if not self._unacked:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in self._unacked.items():
-            pipe.xack(stream, self.group, *ids)
-        self._unacked = {}
-        pipe.execute()
+        if self._unacked:
+            self._pipe_with_acks().execute()
 
     def ack(self, deliveries: Iterable[Delivery]) -> None:
-        """Acknowledge handled entries, grouped per stream, in one round trip."""
-        by_stream: dict[str, list[str]] = {}
-        for d in deliveries:
-            by_stream.setdefault(d.stream, []).append(d.entry_id)
-        if not by_stream:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, self.group, *ids)
-        pipe.execute()
+        """Acknowledge handled entries (and any queued ones), per stream, in one round trip."""
+        self.ack_later(deliveries)
+        self.flush_acks()
