@@ -244,21 +244,25 @@ class RedisAddress:
     #: Connect with TLS (an external Redis with redis.external.tls).
     tls: bool = False
 
+    def client(self, timeout: float) -> redis.Redis:
+        """A client that tries once, within ``timeout`` seconds (connect and each reply):
+        the operator's polls are their own retries, and a slow one delays the others."""
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            ssl=self.tls,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
 
 class BreakerLink:
     """Connects to one bot's Redis: append controls, read the breaker hash."""
 
     def __init__(self, address: RedisAddress, timeout: float = 3.0) -> None:
-        self.client = redis.Redis(
-            host=address.host,
-            port=address.port,
-            password=address.password,
-            ssl=address.tls,
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            # one attempt per poll: the poll itself is the retry, and a slow one delays others
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = address.client(timeout)
 
     def send(self, send: Send) -> str:
         event = Control(

@@ -19,8 +19,6 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from cdb.probes import READINESS_KEY
 from cdb_operator import model
@@ -38,15 +36,7 @@ def read_reports(
     address: RedisAddress, timeout: float = 2.0
 ) -> tuple[dict[str, dict[str, Any]], str | None]:
     """The services' readiness reports by service, or ``({}, why)`` when Redis does not answer."""
-    client = redis.Redis(
-        host=address.host,
-        port=address.port,
-        password=address.password,
-        ssl=address.tls,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = address.client(timeout)
     try:
         raw = client.hgetall(READINESS_KEY)
     except redis.RedisError as exc:

@@ -22,8 +22,6 @@ from typing import Any
 
 import psycopg2
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from cdb_operator.apply import ApiError, Kube
 from cdb_operator.breaker import RedisAddress
@@ -170,15 +168,7 @@ def durability(config: dict[str, str]) -> Cond:
 
 def probe_redis(address: RedisAddress) -> list[Cond]:
     """``RedisReady`` and ``BusDurable`` of an external Redis."""
-    client = redis.Redis(
-        host=address.host,
-        port=address.port,
-        password=address.password,
-        ssl=address.tls,
-        socket_connect_timeout=TIMEOUT_S,
-        socket_timeout=TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = address.client(TIMEOUT_S)
     where = f"{address.host}:{address.port}"
     try:
         client.ping()
