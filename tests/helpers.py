@@ -22,8 +22,10 @@ def wait_until(
     timeout: float = 20.0,
     interval: float = 0.05,
     message: str = "condition",
+    describe: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll until ``predicate()`` is truthy; return its value or fail with ``message``."""
+    """Poll until ``predicate()`` is truthy; return its value or fail with ``message``
+    (and what ``describe()`` says of the state at that moment, if given)."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -34,8 +36,14 @@ def wait_until(
         except Exception as exc:  # the thing polled may not be up yet
             last_exc = exc
         time.sleep(interval)
+    state = ""
+    if describe is not None:
+        try:
+            state = f"; now: {describe()}"
+        except Exception as exc:
+            state = f"; the state could not be read: {exc!r}"
     raise AssertionError(
-        f"timed out after {timeout}s waiting for {message} (last error: {last_exc})"
+        f"timed out after {timeout}s waiting for {message} (last error: {last_exc}){state}"
     )
 
 

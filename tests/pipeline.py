@@ -88,6 +88,18 @@ class Pipeline:
     def stop(self, names: Iterable[str] = STOP_ORDER) -> dict[str, int | None]:
         return {n: self.services[n].stop(timeout=30) for n in names if n in self.services}
 
+    def processes(self) -> str:
+        """Which services run, and the last log lines of those that exited (for a failure)."""
+        out = []
+        for name, svc in self.services.items():
+            code = svc.proc.poll() if svc.proc else None
+            if code is None:
+                out.append(f"{name} running")
+            else:
+                tail = svc.log().splitlines()[-15:]
+                out.append(f"{name} EXITED {code}: " + " | ".join(tail))
+        return "; ".join(out)
+
     # -- the invariants --------------------------------------------------------------------
 
     def groups(self) -> dict[tuple[str, str], dict]:

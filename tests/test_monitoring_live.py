@@ -140,10 +140,23 @@ class Prometheus:
     def query(self, expr: str) -> list[dict]:
         return self.api("query", query=expr)["result"]
 
+    def targets(self) -> str:
+        """Each target's health, last error and scrape time, for a failure's message."""
+        return "; ".join(
+            f"{t['labels'].get('job')}: {t['health']} in {t['lastScrapeDuration']:.3f}s"
+            + (f" ({t['lastError']})" if t["lastError"] else "")
+            for t in self.api("targets")["activeTargets"]
+        )
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
         self.log.close()
+
+
+def up_services(prom: Prometheus) -> set[str]:
+    """The services whose last scrape succeeded, by their ``service`` label."""
+    return {r["metric"].get("service", "") for r in prom.query(f'up{{bot="{BOT}"}} == 1')}
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +170,13 @@ def live():
     pipeline = Pipeline(redis_server, pg_server, root / "logs", extra_env=ENV).start()
     prom = Prometheus(root, {n: s.port for n, s in pipeline.services.items()})
     try:
+        # every target up at once: the six of the alerts and the dashboard (counting them
+        # raced: six of seven could be up at one poll and seven at the next)
         wait_until(
-            lambda: len(prom.query('up{bot="paper"} == 1')) == len(alerts.SERVICES),
+            lambda: up_services(prom) >= set(pipeline.services) >= set(alerts.SERVICES),
             timeout=60,
-            message="Prometheus scrapes all six services",
+            message=f"Prometheus scrapes all of {sorted(pipeline.services)}",
+            describe=lambda: f"{prom.targets()}; {pipeline.processes()}",
         )
         yield pipeline, prom
     finally:
