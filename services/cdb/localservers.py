@@ -9,6 +9,7 @@ to run as root, so as root the cluster is initialised and run as the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -178,9 +179,9 @@ class PostgresServer:
             self.init()
             return self
         conf = self.pgdata / "postgresql.conf"
-        text = conf.read_text()
-        if f"port = {self.port}\n" not in text:  # a reused data dir keeps its own port
-            conf.write_text(text + f"\nport = {self.port}\n")
+        # a reused data dir may have been served on another port: one `port` line, this one's
+        text = re.sub(r"(?m)^port = \d+\n", "", conf.read_text())
+        conf.write_text(text.rstrip("\n") + f"\nport = {self.port}\n")
         self._run(
             pg_bin("pg_ctl"),
             "-D",
