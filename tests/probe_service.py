@@ -22,7 +22,9 @@ import time
 from pydantic import Field
 
 from cdb.bus import CONTROL, MARKET_DATA, SIGNALS, Bus, Delivery
-from cdb.runtime import Runtime, Service, configure_logging, redis_client, secret_values
+from cdb.logs import configure_logging, secret_values
+from cdb.runtime import Runtime, redis_client
+from cdb.service import Service
 from cdb.settings import BaseServiceSettings, SettingsError, exit_on_bad_settings, load_settings
 
 

@@ -26,7 +26,8 @@ import redis
 from cdb.bus import CONTROL, MARKET_DATA, SIGNALS, Bus, Delivery
 from cdb.events import Control, MarketData, Signal
 from cdb.risk.service import RiskService
-from cdb.runtime import Runtime, Service
+from cdb.runtime import Runtime
+from cdb.service import Service
 from cdb.settings import BaseServiceSettings, load_settings
 
 

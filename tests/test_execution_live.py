@@ -22,7 +22,7 @@ from cdb.exchange.trading import CcxtVenue, OrderRequest
 from cdb.execution.executor import Executor
 from cdb.execution.ledger import Ledger
 from cdb.execution.reconcile import reconcile
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 
 EXCHANGE_INFO = {
     "timezone": "CST",

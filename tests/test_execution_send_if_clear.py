@@ -37,7 +37,7 @@ from cdb.execution.lock import LOCK_KEY
 from cdb.execution.service import ExecutionService
 from cdb.execution.settings import ExecutionSettings
 from cdb.risk.breaker import Breaker, utc_day
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 from cdb.settings import load_settings
 
 START_CASH = 10_000.0

@@ -30,7 +30,7 @@ from cdb.exchange.errors import (
 )
 from cdb.exchange.market import MarketClient, from_exchange_symbol, to_exchange_symbol
 from cdb.feed.live import LiveSource, Reachability
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
 MIN = 60_000

@@ -47,7 +47,8 @@ REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
 def run_service(name: str) -> int:
     """Start one service in this process; returns its exit code."""
     from cdb.bus import Bus
-    from cdb.runtime import Runtime, configure_logging, redis_client, secret_values
+    from cdb.logs import configure_logging, secret_values
+    from cdb.runtime import Runtime, redis_client
     from cdb.settings import (
         SettingsError,
         design_overrides,

@@ -1,8 +1,8 @@
 """The service runtime: one loop, HTTP endpoints, metrics, logging and signals for every service.
 
-A service is a small class (``Service``) that says which streams it reads and how
-it handles an entry; this module does everything else the same way for all of
-them: validated settings, JSON logs that never carry a secret, ``/livez``,
+A service is a small class (:class:`cdb.service.Service`) that says which streams it reads
+and how it handles an entry; this module does everything else the same way for all of
+them: validated settings, JSON logs that never carry a secret (:mod:`cdb.logs`), ``/livez``,
 ``/readyz`` (= ``/health``), ``/status`` and ``/metrics`` on a production WSGI server
 (waitress, in a thread), reconnects with capped exponential backoff and jitter,
 acknowledgement after handling, periodic ``health`` events, outage alerts, and a bounded
@@ -19,18 +19,15 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg2
 import redis
 from flask import Flask, Response, jsonify
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from pythonjsonlogger.json import JsonFormatter
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 from waitress.server import create_server
@@ -41,160 +38,10 @@ from cdb.events import Health
 from cdb.metrics import produced_streams, register_standard
 from cdb.outages import DependencyWatch
 from cdb.probes import BUS, dependency_of, liveness_problems
+from cdb.service import TRANSIENT, Service
 from cdb.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
-
-
-class TransientError(Exception):
-    """A failure that resolves itself (a dependency is down): the entry is retried, not dropped."""
-
-
-#: Exceptions that mean "a dependency is unavailable": back off and retry, never dead-letter.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    TransientError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-)
-
-
-# -- logging ------------------------------------------------------------------------------------
-
-
-class RedactSecrets(logging.Filter):
-    """Replace every known secret value in a log record with ``***`` before it is formatted."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self._clean(record.getMessage())
-            record.args = None
-            if record.exc_info:
-                record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
-
-
-def secret_values(*settings: Any) -> list[str]:
-    """Every ``SecretStr`` value held by the given settings objects."""
-    from pydantic import SecretStr
-
-    found = []
-    for obj in settings:
-        for name in type(obj).model_fields:
-            value = getattr(obj, name, None)
-            if isinstance(value, SecretStr):
-                found.append(value.get_secret_value())
-    return found
-
-
-def configure_logging(service: str, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """JSON lines on stdout, each carrying the service name, with secrets redacted."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
-            style="{",
-            rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
-            static_fields={"service": service},
-        )
-    )
-    handler.addFilter(RedactSecrets(secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("waitress", "urllib3", "ccxt"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-# -- the service contract -----------------------------------------------------------------------
-
-
-class Service:
-    """Base class of every service. Override what applies; the runtime calls the rest.
-
-    ``streams`` are read through the consumer group named after the service. ``handle``
-    must be idempotent: delivery is at-least-once.
-    """
-
-    name: ClassVar[str] = "service"
-    default_port: ClassVar[int] = 8000
-    settings_class: ClassVar[type[BaseServiceSettings]] = BaseServiceSettings
-    streams: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, settings: BaseServiceSettings, bus: Bus) -> None:
-        self.settings = settings
-        self.bus = bus
-        self.registry = CollectorRegistry(auto_describe=True)
-
-    def setup(self) -> None:
-        """Connect to what the service needs (called again after a transient failure)."""
-
-    def handle(self, delivery: Delivery) -> None:
-        """Handle one validated entry. Raise a ``TRANSIENT`` error to have it retried."""
-
-    def handle_batch(self, deliveries: list[Delivery], done: Callable[[Delivery], None]) -> None:
-        """Handle a batch, calling ``done`` for each entry that may be acknowledged.
-
-        The default handles entries one by one; an entry whose handler raises a
-        non-transient error is dead-lettered with the error as its reason.
-        """
-        for delivery in deliveries:
-            try:
-                self.handle(delivery)
-            except TRANSIENT:
-                raise
-            except Exception as exc:  # a bug or a poison entry: never block the stream on it
-                log.exception("handler failed on %s %s", delivery.stream, delivery.entry_id)
-                self.bus.dead_letter(delivery, f"handler error: {type(exc).__name__}: {exc}"[:500])
-                continue
-            done(delivery)
-
-    def tick(self) -> float | None:
-        """Periodic work between reads; return seconds to sleep when the service only produces."""
-        return None
-
-    def finished(self) -> bool:
-        """True when the service has nothing left to do (a replay at its end): stop gracefully."""
-        return False
-
-    def status(self) -> dict[str, Any]:
-        """Service-specific fields for ``/status``."""
-        return {}
-
-    def health_problems(self) -> list[str]:
-        """Reasons the service is not ready besides Redis and the loop (e.g. a database).
-
-        A problem naming a dependency (``"postgres unreachable: …"``, see
-        :func:`cdb.probes.dependency_of`) also counts towards that dependency's outage.
-        """
-        return []
-
-    def threads(self) -> list[threading.Thread]:
-        """Threads that must stay alive: liveness fails when one of them has died."""
-        return []
-
-    def health_warnings(self) -> list[str]:
-        """Things a person must know that a restart would not cure: shown on ``/health``
-        (``status: degraded``, ``warnings``) with HTTP 200, so liveness probes stay green."""
-        return []
-
-    def routes(self, app: Flask) -> None:
-        """Add service-specific HTTP routes."""
-
-    def close(self) -> None:
-        """Release connections at shutdown."""
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from cdb.advisor.linear import LinearModel, ModelError
 from cdb.advisor.settings import AdvisorSettings
 from cdb.bus import MARKET_DATA, Bus, Delivery
 from cdb.events import MlSignal
-from cdb.runtime import TRANSIENT, Service
+from cdb.service import TRANSIENT, Service
 from cdb.settings import SettingsError
 from cdb.signal.strategies.momentum import Momentum
 

@@ -33,7 +33,7 @@ from cdb.dashboard.settings import DashboardSettings
 from cdb.events import CLIENT_ID_PATTERN
 from cdb.notifier.policy import RateLimit
 from cdb.risk.breaker import utc_day
-from cdb.runtime import Service
+from cdb.service import Service
 
 log = logging.getLogger(__name__)
 CLIENT_ID = re.compile(CLIENT_ID_PATTERN)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 
 
 class ExchangeError(Exception):

@@ -54,7 +54,7 @@ from cdb.exchange.errors import (
 from cdb.exchange.trading import ExecutionReport, OrderRequest, Venue
 from cdb.execution.ledger import NEW, SENT, UNKNOWN, Ledger, StoredOrder
 from cdb.execution.safety import OrderInDoubt, Problems
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 
 log = logging.getLogger(__name__)
 

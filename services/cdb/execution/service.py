@@ -30,7 +30,7 @@ from cdb.execution.metrics import ExecutionMetrics
 from cdb.execution.reconcile import reconcile
 from cdb.execution.safety import halt_reason
 from cdb.execution.settings import ExecutionSettings
-from cdb.runtime import TRANSIENT, Service, TransientError
+from cdb.service import TRANSIENT, Service, TransientError
 from cdb.settings import SettingsError
 
 log = logging.getLogger(__name__)

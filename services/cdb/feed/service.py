@@ -23,7 +23,7 @@ from cdb.feed.candles import window_candles
 from cdb.feed.replay import ReplayFileError, read_files, sample_path
 from cdb.feed.settings import FeedSettings
 from cdb.feed.sources import ReplaySource, Source, SyntheticSource
-from cdb.runtime import Service
+from cdb.service import Service
 from cdb.settings import SettingsError
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from cdb.notifier.push import Pusher
 from cdb.notifier.settings import NotifierSettings
 from cdb.notifier.subscriptions import Subscription, SubscriptionStore, subscription_key
 from cdb.notifier.vapid import load_vapid, public_key_b64
-from cdb.runtime import Service, TransientError
+from cdb.service import Service, TransientError
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)

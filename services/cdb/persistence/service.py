@@ -25,7 +25,7 @@ from cdb.metrics import PostgresUp, zero
 from cdb.persistence.rows import TABLES
 from cdb.persistence.settings import PersistenceSettings
 from cdb.persistence.writer import UNAVAILABLE, Writer, WriteResult
-from cdb.runtime import Service
+from cdb.service import Service
 
 log = logging.getLogger(__name__)
 

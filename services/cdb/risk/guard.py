@@ -28,7 +28,7 @@ from cdb.risk.portfolio import PendingOrder, Portfolio
 from cdb.risk.settings import RiskSettings
 from cdb.risk.state import RiskEvent, Store
 from cdb.risk.watch import Watch
-from cdb.runtime import TRANSIENT, Service
+from cdb.service import TRANSIENT, Service
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from cdb.db.connect import connect
 from cdb.risk.breaker import Breaker
 from cdb.risk.portfolio import FINAL, PendingOrder, Portfolio, Position
 from cdb.risk.settings import RiskSettings
-from cdb.runtime import TransientError
+from cdb.service import TransientError
 
 log = logging.getLogger(__name__)
 

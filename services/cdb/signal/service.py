@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from cdb.bus import MARKET_DATA, Bus, Delivery
 from cdb.events import Signal
-from cdb.runtime import TRANSIENT, Service
+from cdb.service import TRANSIENT, Service
 from cdb.signal.engine import SignalEngine
 from cdb.signal.settings import SignalSettings
 from cdb.signal.strategy import load_strategies
