@@ -64,6 +64,8 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     password: str | None = None
     appendonly: bool = True
+    #: ``user`` directives besides the default user's (the advisor's, cdb.redis_acl)
+    users: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -84,8 +86,9 @@ class RedisServer:
         ]
         if self.password:
             lines.append(f"requirepass {self.password}")
+        lines.extend(self.users)
         conf.write_text("\n".join(lines) + "\n")
-        conf.chmod(0o600)  # it may hold the password
+        conf.chmod(0o600)  # it may hold passwords
         # Its own session: a Ctrl-C aimed at the parent (``cdb up``) must not stop Redis before
         # the services that still use it; the parent stops it last.
         self.proc = subprocess.Popen(

@@ -430,9 +430,13 @@ def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Re
     return redis.Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
+        username=settings.REDIS_USERNAME,
         password=password,
         db=settings.REDIS_DB,
         ssl=settings.REDIS_TLS,
         retry=retry,
+        # no CLIENT SETINFO at connect: the advisor's ACL user may not send it (cdb.redis_acl)
+        lib_name=None,
+        lib_version=None,
         **timeouts,
     )

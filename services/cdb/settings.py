@@ -34,7 +34,13 @@ class BaseServiceSettings(BaseSettings):
 
     REDIS_HOST: str = Field("localhost", description="Redis host")
     REDIS_PORT: int = Field(6379, ge=1, le=65535, description="Redis port")
-    REDIS_PASSWORD: SecretStr | None = Field(None, description="Redis password (requirepass)")
+    REDIS_USERNAME: str | None = Field(
+        None,
+        description="Redis ACL user (the advisor's own, cdb-advisor); unset: the default user",
+    )
+    REDIS_PASSWORD: SecretStr | None = Field(
+        None, description="Redis password (requirepass, or REDIS_USERNAME's)"
+    )
     REDIS_DB: int = Field(0, ge=0, le=15, description="Redis database number")
     REDIS_TLS: bool = Field(False, description="Connect to Redis over TLS (an external Redis)")
     LOG_LEVEL: str = Field(
