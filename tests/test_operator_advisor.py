@@ -3,12 +3,17 @@ trading — only Redis and DNS are reachable from its pod, and it holds no tradi
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 import pytest
+import redis
 from test_operator_handlers import BOT, cluster, eventually  # noqa: F401 (fixture)
 from test_operator_render import all_objects, by_kind, make, pod_specs
 
+from cdb.localservers import free_port, wait_for_port
+from cdb.redis_acl import ADVISOR_USER
 from cdb_operator import model
 from cdb_operator.render import render_children
 
@@ -150,3 +155,71 @@ async def test_enabling_then_disabling_the_advisor_creates_then_prunes_it(
     )
     assert cluster.live("Deployment", f"{BOT}-execution") is not None
     assert cluster.live("Service", f"{BOT}-redis") is not None
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") or e["valueFrom"] for e in container["env"]}
+
+
+def test_the_advisor_logs_in_as_its_own_redis_user_on_the_embedded_redis():
+    pods = pod_specs(render_children(make({"advisor": CONFIG_MAP})))
+    env = _env(pods["demo-advisor"]["containers"][0])
+    assert env["REDIS_USERNAME"] == ADVISOR_USER
+    assert env["REDIS_PASSWORD"] == {
+        "secretKeyRef": {"name": "demo-passwords", "key": "ADVISOR_REDIS_PASSWORD"}
+    }
+    # the others log in as the default user, with the bot's password
+    signal = _env(pods["demo-signal"]["containers"][0])
+    assert "REDIS_USERNAME" not in signal
+    assert signal["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+    # Redis defines the user from the same Secret, whether the advisor is on or not
+    for spec in ({"advisor": CONFIG_MAP}, {}):
+        redis_env = _env(pod_specs(render_children(make(spec)))["demo-redis"]["containers"][0])
+        assert redis_env["ADVISOR_REDIS_PASSWORD"]["secretKeyRef"] == {
+            "name": "demo-passwords",
+            "key": "ADVISOR_REDIS_PASSWORD",
+        }
+
+
+def test_on_an_external_redis_the_advisor_has_the_one_password_the_user_gave():
+    from test_operator_datastores import EXTERNAL_REDIS
+
+    pods = pod_specs(render_children(make({"redis": EXTERNAL_REDIS, "advisor": CONFIG_MAP})))
+    env = _env(pods["demo-advisor"]["containers"][0])
+    assert "REDIS_USERNAME" not in env
+    assert env["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "bot1-redis", "key": "auth"}}
+
+
+def test_the_rendered_redis_start_defines_the_advisor_user_on_a_real_redis(tmp_path):
+    """The StatefulSet's own command, run by ``sh`` with a real redis-server (only its paths
+    and port moved to the test's): the default user and the advisor's log in; Redis lets
+    the advisor append to ml_signals and refuses it orders."""
+    (container,) = [
+        c
+        for c in pod_specs(render_children(make()))["demo-redis"]["containers"]
+        if c["name"] == "redis"
+    ]
+    assert container["command"][:2] == ["sh", "-c"]
+    port = free_port()
+    script = (
+        container["command"][2]
+        .replace("/conf/", f"{tmp_path}/")
+        .replace("--dir /data", f"--dir {tmp_path}")
+        .replace("--port 6379", f"--port {port} --bind 127.0.0.1")
+    )
+    env = {**os.environ, "REDIS_PASSWORD": "bus-Pw-0123", "ADVISOR_REDIS_PASSWORD": "adv-Pw-4567"}
+    proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        admin = redis.Redis(port=port, password="bus-Pw-0123")
+        advisor = redis.Redis(port=port, username=ADVISOR_USER, password="adv-Pw-4567")
+        assert admin.ping() and advisor.ping()
+        advisor.xadd("ml_signals", {"data": "{}"})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            advisor.xadd("orders", {"data": "{}"})
+        assert admin.xlen("ml_signals") == 1 and admin.xlen("orders") == 0
+        admin.close()
+        advisor.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

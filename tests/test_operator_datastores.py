@@ -72,7 +72,9 @@ def objects(spec: dict[str, Any], monitoring_api: bool = True) -> list[dict[str,
     bot = make(spec, monitoring_api)
     return [
         *render_children(bot),
-        render_secret(bot, {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p"}),
+        render_secret(
+            bot, {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p", "ADVISOR_REDIS_PASSWORD": "a"}
+        ),
     ]
 
 

@@ -10,6 +10,7 @@ so these tests assert end states; what only a real API server does is left to
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import threading
 import time
@@ -29,7 +30,7 @@ from cdb_operator import model
 from cdb_operator.apply import Kube
 from cdb_operator.breaker import RedisAddress
 from cdb_operator.handlers import Options, build_registry
-from cdb_operator.reconcile import Context
+from cdb_operator.reconcile import Context, decode_secret
 
 NS = "trading"
 TEST_AGENT = "cdb-operator-tests"
@@ -293,7 +294,7 @@ async def test_secret_is_made_once_and_never_rotated(cluster: Cluster) -> None:
     await cluster.create_bot({})
     secret = await eventually(lambda: cluster.live("Secret", f"{BOT}-passwords"))
     first = dict(secret.get("stringData") or secret.get("data"))
-    assert set(first) == {"REDIS_PASSWORD", "POSTGRES_PASSWORD"}
+    assert set(first) == {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "ADVISOR_REDIS_PASSWORD"}
     assert all(len(v) >= 32 for v in first.values())
     await cluster.patch_spec({"strategy": {"thresholdPct": 4.5}})
     await eventually(
@@ -303,6 +304,38 @@ async def test_secret_is_made_once_and_never_rotated(cluster: Cluster) -> None:
     assert dict(again.get("stringData") or again.get("data")) == first
     for event in cluster.events():  # never logged, never in an Event
         assert not any(v in event.get("message", "") for v in first.values())
+
+
+@pytest.mark.asyncio
+async def test_an_older_secret_gets_the_missing_key_and_keeps_its_passwords(
+    cluster: Cluster,
+) -> None:
+    """A bot made by an operator before the advisor's own Redis user: its Secret has two
+    keys; the upgrade adds the third and rewrites neither of the others (the data stores
+    were made with them)."""
+    old = {"REDIS_PASSWORD": "old-redis-Pw-0001", "POSTGRES_PASSWORD": "old-pg-Pw-0002"}
+    await cluster.call(
+        "POST",
+        f"/api/v1/namespaces/{NS}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{BOT}-passwords", "namespace": NS},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in old.items()},
+        },
+    )
+    await cluster.create_bot({})
+    secret = await eventually(
+        lambda: (
+            (s := cluster.live("Secret", f"{BOT}-passwords"))
+            and "ADVISOR_REDIS_PASSWORD" in decode_secret(s)
+            and s
+        ),
+        what="the missing key added",
+    )
+    values = decode_secret(secret)
+    assert {k: values[k] for k in old} == old
+    assert len(values["ADVISOR_REDIS_PASSWORD"]) >= 32
 
 
 @pytest.mark.asyncio

@@ -96,7 +96,9 @@ def pod_specs(objs: list[dict]) -> dict[str, dict]:
 def all_objects(bot: Bot) -> list[dict]:
     return [
         *render_children(bot),
-        render_secret(bot, {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p"}),
+        render_secret(
+            bot, {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p", "ADVISOR_REDIS_PASSWORD": "a"}
+        ),
     ]
 
 
@@ -232,7 +234,11 @@ def test_nodes_amd64_by_default_and_scheduling_options_everywhere() -> None:
 
 
 def test_no_password_on_any_command_line_and_secrets_only_by_reference() -> None:
-    passwords = {"REDIS_PASSWORD": "s3cret-redis-value", "POSTGRES_PASSWORD": "s3cret-pg-value"}
+    passwords = {
+        "REDIS_PASSWORD": "s3cret-redis-value",
+        "POSTGRES_PASSWORD": "s3cret-pg-value",
+        "ADVISOR_REDIS_PASSWORD": "s3cret-advisor-value",
+    }
     bot = make(FULL)
     objs = render_children(bot)
     assert "s3cret" not in yaml.safe_dump(objs)  # only the Secret holds the values
@@ -632,6 +638,7 @@ def test_kept_data_keeps_its_passwords():
     from cdb_operator.render.config import render_secret
 
     passwords = {"REDIS_PASSWORD": "r" * 8, "POSTGRES_PASSWORD": "p" * 8}
+    passwords["ADVISOR_REDIS_PASSWORD"] = "a" * 8
     kept = render_secret(make(), passwords)["metadata"]
     assert "ownerReferences" not in kept
     dropped = render_secret(make({"keepDataOnDelete": False}), passwords)["metadata"]

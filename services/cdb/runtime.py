@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import logging
 import signal
 import threading
@@ -414,6 +415,16 @@ def transient_dependency(exc: BaseException) -> str | None:
     return dependency_of(str(exc))
 
 
+#: No CLIENT SETINFO at connect: the advisor's ACL user may not send it (cdb.redis_acl), and
+#: Redis 7.0 does not know it. redis-py 8 says so with ``driver_info=None``; 5.x-7.x with
+#: ``lib_name=None, lib_version=None`` (deprecated in 8).
+NO_CLIENT_SETINFO: dict[str, None] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
+
+
 def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Redis:
     """A Redis client whose timeouts outlast a blocking read (1 s) and fail fast otherwise.
 
@@ -435,8 +446,6 @@ def redis_client(settings: BaseServiceSettings, probe: bool = False) -> redis.Re
         db=settings.REDIS_DB,
         ssl=settings.REDIS_TLS,
         retry=retry,
-        # no CLIENT SETINFO at connect: the advisor's ACL user may not send it (cdb.redis_acl)
-        lib_name=None,
-        lib_version=None,
+        **NO_CLIENT_SETINFO,
         **timeouts,
     )

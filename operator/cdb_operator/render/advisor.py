@@ -1,9 +1,10 @@
 """The ML advisor's Deployment and Service, only when ``spec.advisor.enabled`` (off by default).
 
-Shadow mode is also a matter of what the pod can reach: it gets the Redis password and
-nothing else (no PostgreSQL password, no exchange keys, no service-account token), and the
-NetworkPolicies let it talk to Redis and DNS only — there is no route from it to the
-execution service, to PostgreSQL or to the internet. Its model is mounted read-only from
+Shadow mode is also a matter of what the pod can reach: it logs in to the embedded Redis as
+its own user, which may append to ``ml_signals`` but never to ``orders``, ``signals`` or the
+breaker (cdb.redis_acl); it gets no other secret (no PostgreSQL password, no exchange keys,
+no service-account token); and the NetworkPolicies let it talk to Redis and DNS only — there
+is no route from it to the execution service, to PostgreSQL or to the internet. Its model is mounted read-only from
 a ConfigMap or a PVC, or read from a path inside the image.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdb.redis_acl import ADVISOR_USER
 from cdb_operator import model
 from cdb_operator.render import config
 from cdb_operator.render.common import (
@@ -60,12 +62,24 @@ def model_source(bot: Bot) -> tuple[str, dict[str, Any] | None]:
     return str(source.path), None
 
 
+def advisor_redis_env(bot: Bot) -> list[dict[str, Any]]:
+    """Its Redis login: the advisor's own user on the embedded Redis (cdb.redis_acl: Redis
+    refuses it every write but its own streams); an external Redis's one password, which
+    the operator cannot narrow (docs/advisor.md)."""
+    if bot.spec.redis.mode == "external":
+        return config.redis_password_env(bot)
+    return [
+        {"name": "REDIS_USERNAME", "value": ADVISOR_USER},
+        config.secret_env(bot, "ADVISOR_REDIS_PASSWORD", name="REDIS_PASSWORD"),
+    ]
+
+
 def advisor_env(bot: Bot, model_path: str) -> list[dict[str, Any]]:
     a = bot.spec.advisor
     return [
         {"name": "HTTP_PORT", "value": str(model.ADVISOR_PORT)},
         {"name": "CDB_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        config.secret_env(bot, "REDIS_PASSWORD"),
+        *advisor_redis_env(bot),
         {"name": "ADVISOR_MODEL_PATH", "value": model_path},
         {"name": "ADVISOR_THRESHOLD", "value": f"{a.threshold:g}"},
         {"name": "ADVISOR_COOLDOWN_S", "value": str(a.cooldown_seconds)},

@@ -16,8 +16,9 @@ REDIS_PORT = 6379
 POSTGRES_PORT = 5432
 POSTGRES_USER = "claire"
 POSTGRES_DB = "claire_de_binare"
-#: Keys of the generated Secret; created once and never rewritten.
-SECRET_KEYS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD")
+#: Keys of the generated Secret; created once and never rewritten (a missing one is added).
+#: ADVISOR_REDIS_PASSWORD is the advisor's own Redis user's (cdb.redis_acl), embedded Redis.
+SECRET_KEYS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "ADVISOR_REDIS_PASSWORD")
 CREDENTIAL_KEYS = ("MEXC_API_KEY", "MEXC_API_SECRET")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdb.redis_acl import advisor_user_line
 from cdb_operator.render import config
 from cdb_operator.render.common import (
     Bot,
@@ -28,8 +29,12 @@ from cdb_operator.render.common import (
 REDIS_UID = 999  # the redis user of the official alpine image
 POSTGRES_UID = 70  # the postgres user of the official alpine image
 
+#: The config is written at start from the Secret's env, so no password is in the pod spec:
+#: the bot's password, and the advisor's own user (cdb.redis_acl: shadow mode enforced by
+#: Redis, whether or not the advisor is enabled, so enabling it restarts nothing).
 REDIS_START = (
     'printf "requirepass %s\\n" "$REDIS_PASSWORD" > /conf/redis.conf && '
+    f'printf "{advisor_user_line("%s")}\\n" "$ADVISOR_REDIS_PASSWORD" >> /conf/redis.conf && '
     "exec redis-server /conf/redis.conf --port 6379 --dir /data --appendonly yes "
     "--appendfsync everysec --save '' --protected-mode no"
 )
@@ -95,7 +100,11 @@ def render_redis(bot: Bot) -> Manifest:
         "name": "redis",
         "image": spec.image,
         "command": ["sh", "-c", REDIS_START],
-        "env": [config.secret_env(bot, "REDIS_PASSWORD"), auth],
+        "env": [
+            config.secret_env(bot, "REDIS_PASSWORD"),
+            config.secret_env(bot, "ADVISOR_REDIS_PASSWORD"),
+            auth,
+        ],
         "ports": [{"name": "redis", "containerPort": config.REDIS_PORT, "protocol": "TCP"}],
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),

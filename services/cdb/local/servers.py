@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from cdb.localservers import (
     RedisServer,
     pg_bin,
 )
+from cdb.redis_acl import ADVISOR_USER, advisor_user_line
 from cdb.settings import BaseServiceSettings, PostgresSettings
 
 
@@ -91,6 +93,9 @@ class Servers:
     #: The environment of ``cdb up``: where external servers are named.
     base_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: What the advisor logs in with, over ``env``: its own Redis user on a private Redis;
+    #: nothing on a Redis the environment names (its credentials are the user's to give)
+    advisor_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start what is private, then check both answer and migrate the database."""
@@ -101,9 +106,15 @@ class Servers:
             if not private:
                 self.env.update({k: v for k, v in self.base_env.items() if k.startswith(prefix)})
         if self.redis_private:
-            self.redis_server = RedisServer(self.data_dir / "redis")
+            # the advisor logs in as its own user, as in a cluster (cdb.redis_acl); a new
+            # password each run, in the 0600 config only
+            password = secrets.token_urlsafe(24)
+            self.redis_server = RedisServer(
+                self.data_dir / "redis", users=(advisor_user_line(password),)
+            )
             self.redis_server.start()
             self.env.update(self.redis_server.env())
+            self.advisor_env = {"REDIS_USERNAME": ADVISOR_USER, "REDIS_PASSWORD": password}
         if self.postgres_private:
             check_postgres_can_enter(self.data_dir)
             self.pg_server = PostgresServer(self.data_dir / "pg")

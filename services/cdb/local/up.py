@@ -267,6 +267,7 @@ class Up:
         assert self.servers is not None
         port = free_port()
         env = plan.child_env(os.environ, advisor.NAME, port, self.servers.env, self.args.feed)
+        env.update(self.servers.advisor_env)  # its own Redis user (cdb.redis_acl)
         lookback = int(env.get("SIGNAL_LOOKBACK_MIN", "15"))
         model = advisor.ensure_model(self.args.advisor, self.data_dir, lookback)
         env["ADVISOR_MODEL_PATH"] = str(model)
