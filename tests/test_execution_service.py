@@ -30,6 +30,7 @@ from cdb.exchange.paper import FAULT_KEY
 from cdb.execution import resolve
 from cdb.execution.lock import LOCK_KEY
 from cdb.execution.service import PAUSED_KEY
+from cdb.risk.portfolio import Portfolio
 
 
 @pytest.fixture
@@ -98,7 +99,8 @@ def test_paper_fill_math_and_rejections(service, redis_client, pg_env):
     assert buy.fee == pytest.approx(1.005)
     assert cash(pg_env) == pytest.approx(10000 - 1005 - 1.005)
     assert position(pg_env) == pytest.approx((10, 100.5, -1.005))
-    assert sql(pg_env, "SELECT stop_loss FROM positions")[0][0] == 98.0
+    # the order's stop distance (98 / 99) below the position's average entry (100.5)
+    assert sql(pg_env, "SELECT stop_loss FROM positions")[0][0] == pytest.approx(100.5 * 98 / 99)
 
     bus.publish(tick("BTC_USDT", 110.0))
     bus.publish(order("sell-1", "SELL", 4, price=110.0))
@@ -133,6 +135,34 @@ def test_paper_fill_math_and_rejections(service, redis_client, pg_env):
         "buy-too-big": "REJECTED",
         "sell-too-big": "REJECTED",
     }
+
+
+def test_the_stored_stop_is_the_risk_managers_after_a_slipped_fill_and_an_add(
+    service, redis_client, pg_env
+):
+    """Risk puts a position's stop STOP_LOSS_PCT below its average entry at each buy fill
+    (cdb.risk.portfolio) and reads ``positions.stop_loss`` back at start: what execution
+    stores must be that stop, not the last order's (which sat 15 % above the average once
+    an add came at a higher price, and jumped there when the risk manager restarted)."""
+    service()
+    bus = publisher(redis_client)
+    pct = 2.0
+    book = Portfolio(cash=10_000.0)
+    for client_id, market, quantity in (("add-1", 60_000.0, 0.01), ("add-2", 75_000.0, 0.01)):
+        bus.publish(tick("BTC_USDT", market))
+        reference = market * 0.999  # the signal's price: the fill slips from it
+        stop = reference * (1 - pct / 100)  # as cdb.risk.rules prices a BUY's stop
+        bus.publish(order(client_id, "BUY", quantity, price=reference, stop_loss=stop))
+        book.apply(one_result(redis_client, client_id), stop_loss_pct=pct)
+    risk_stop = book.positions["BTC_USDT"].stop_loss
+    (stored,) = sql(pg_env, "SELECT stop_loss FROM positions WHERE symbol = 'BTC_USDT'")[0]
+    assert stored == pytest.approx(risk_stop, rel=1e-12)
+    avg = position(pg_env)[1]
+    assert stored == pytest.approx(avg * (1 - pct / 100), rel=1e-12)
+    # a sell keeps the stop of what is left
+    bus.publish(order("trim-1", "SELL", 0.005, price=75_000.0))
+    assert one_result(redis_client, "trim-1").status == "FILLED"
+    assert sql(pg_env, "SELECT stop_loss FROM positions")[0][0] == pytest.approx(stored)
 
 
 def test_same_entry_delivered_twice_fills_once(service, redis_client, pg_env):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cdb.events import Order
+
 #: Quantities smaller than this fraction of the position are float dust: the position is flat.
 DUST = 1e-9
 
@@ -69,3 +71,21 @@ def apply_trade(book: Book, side: str, quantity: float, price: float, fee: float
         )
         return TradeEffect(after, realized)
     raise ValueError(f"bad side {side!r}")
+
+
+def position_stop(order: Order, avg_price: float) -> float | None:
+    """The stop loss of the position a fill of ``order`` leaves at ``avg_price`` (quote
+    currency per unit), or None for a SELL (it keeps the position's stop).
+
+    The risk manager prices a BUY's stop ``STOP_LOSS_PCT`` below the order's reference price
+    (``cdb.risk.rules``) and, when the fill comes, puts the position's stop that far below
+    its new *average* entry (``cdb.risk.portfolio``). The same distance, ``stop_loss /
+    price``, applied here to the same average, so the stop in ``positions`` (which the risk
+    manager reads at start, and the dashboard shows) is the one it trades on, after an add
+    or a slipped fill too. An order without a reference price gives its stop as it is.
+    """
+    if order.side != "BUY" or order.stop_loss is None:
+        return None
+    if order.price is None or order.price <= 0:
+        return order.stop_loss
+    return avg_price * (order.stop_loss / order.price)

@@ -26,7 +26,7 @@ import psycopg2.extensions
 from cdb.db.connect import connect
 from cdb.events import Order, OrderResult
 from cdb.exchange.trading import ExecutionReport
-from cdb.execution.accounting import Book, apply_trade
+from cdb.execution.accounting import Book, apply_trade, position_stop
 from cdb.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
@@ -497,7 +497,7 @@ class Ledger:
                         "s": order.symbol,
                         "q": after.quantity,
                         "a": after.avg_price,
-                        "sl": order.stop_loss if order.side == "BUY" else None,
+                        "sl": position_stop(order, after.avg_price),
                         "tp": order.take_profit if order.side == "BUY" else None,
                         "r": after.realized_pnl,
                         "o": now if after.quantity > 0 else None,
