@@ -215,7 +215,9 @@ def test_scripted_market_gives_exactly_the_expected_trades(pipeline, redis_clien
     assert (
         "approved: buy 1,000.00 USDT of BTC_USDT (10 % of equity, confidence 0.50)" in (approve[3])
     )
-    assert re.search(r"> limit 12 % of equity – clipped to 1,199\.\d\d USDT", clip[3]), clip[3]
+    assert re.search(
+        r"> room 1,199\.\d\d USDT \(limit 12 % of equity\) – clipped to 1,199\.\d\d USDT", clip[3]
+    ), clip[3]
     assert re.fullmatch(
         rf"exposure 22\.[5-9] % ≥ limit 22\.5 % – signal {sid['XRP_USDT']} rejected", reject[3]
     ), reject[3]

@@ -81,12 +81,20 @@ def test_existing_position_in_the_symbol_counts_against_its_limit():
         signal(0.5), snap(symbol_value=700.0, exposure_value=700.0, open_positions=1), LIMITS
     )
     assert d.kind == "clip" and d.quantity * 100 == pytest.approx(300.0)
+    # the reason says why 5 % crosses a 10 % limit: what is held already, and the room
+    assert d.reason.startswith(
+        "size 1,000.00 USDT (10 % of equity) > room 300.00 USDT "
+        "(limit 10 % of equity, 7 % held in BTC_USDT) – clipped to 300.00 USDT"
+    ), d.reason
 
 
 def test_exposure_room_clips_below_the_position_limit():
     d = rules.evaluate(signal(0.5), snap(exposure_value=4_700.0, open_positions=4), LIMITS)
     assert d.kind == "clip" and d.rule == "exposure"
     assert d.quantity * 100 == pytest.approx(300.0)
+    assert "> room 300.00 USDT (room left under the exposure limit 50 %, exposure 47 %)" in (
+        d.reason
+    ), d.reason
 
 
 def test_cash_clips_the_order():

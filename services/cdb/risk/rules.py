@@ -221,14 +221,24 @@ def size_entry(signal: Signal, snap: Snapshot, limits: Limits) -> Decision:
     sid = signal.signal_id
     price = snap.price if snap.price is not None else signal.price
     want = target_value(signal, snap.equity, limits)
+    held = (
+        f", {_pct(snap.symbol_value / snap.equity * 100.0)} % held in {signal.symbol}"
+        if snap.symbol_value > 0 and snap.equity > 0
+        else ""
+    )
+    exposed = (
+        f", exposure {_pct(snap.exposure_value / snap.equity * 100.0)} %"
+        if snap.exposure_value > 0 and snap.equity > 0
+        else ""
+    )
     rooms = {
         "position": (
             snap.equity * limits.max_position_pct / 100.0 - snap.symbol_value,
-            f"limit {_pct(limits.max_position_pct)} % of equity",
+            f"limit {_pct(limits.max_position_pct)} % of equity{held}",
         ),
         "exposure": (
             snap.equity * limits.max_exposure_pct / 100.0 - snap.exposure_value,
-            f"room left under the exposure limit {_pct(limits.max_exposure_pct)} %",
+            f"room left under the exposure limit {_pct(limits.max_exposure_pct)} %{exposed}",
         ),
         "cash": (snap.cash, f"free cash {_money(snap.cash, limits)}"),
     }
@@ -244,9 +254,12 @@ def size_entry(signal: Signal, snap: Snapshot, limits: Limits) -> Decision:
         )
     else:
         value, kind, rule = max(0.0, room), "clip", binding
+        # the room is what crosses the limit, not the size alone: "8.9 % > limit 10 %" read
+        # false while 8.1 % of the symbol was already held
         reason = (
             f"size {_money(want, limits)} ({_pct(want / snap.equity * 100.0)} % of equity) "
-            f"> {room_text} – clipped to {_money(value, limits)} – signal {sid}"
+            f"> room {_money(max(0.0, room), limits)} ({room_text}) – clipped to "
+            f"{_money(value, limits)} – signal {sid}"
         )
     if value < max(limits.min_order_value, 0.0) or value <= 0:
         return Decision(
