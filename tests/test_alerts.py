@@ -49,7 +49,7 @@ FRESH = [
     series("cdb_risk_market_data_timestamp_seconds", "0+60x10", symbol="BTC_USDT", **B),
     series("cdb_risk_limit_market_data_age_seconds", "120x10", **B),
 ]
-SIX = [
+EVERY = [
     series("up", "1x10", service=s, instance=f"{s}:8000", job=f"{BOT}-{s}", **B)
     for s in alerts.SERVICES
 ]
@@ -171,9 +171,9 @@ CASES: list[Case] = [
         "5m",
         [{**B, "service": "risk", "instance": "risk:8002", "job": f"{BOT}-risk"}],
     ),
-    Case("CdbServiceDown", SIX, "5m"),
-    Case("CdbServiceAbsent", SIX[:-1], "10m", [B], value="5"),
-    Case("CdbServiceAbsent", SIX, "10m"),
+    Case("CdbServiceDown", EVERY, "5m"),
+    Case("CdbServiceAbsent", EVERY[:-1], "10m", [B], value=str(len(EVERY) - 1)),
+    Case("CdbServiceAbsent", EVERY, "10m"),
     Case(
         "CdbBotNotScraped",
         [series("cdb_operator_breaker_engaged", "0x20", namespace=NS, name=BOT)],
@@ -182,7 +182,7 @@ CASES: list[Case] = [
     ),
     Case(
         "CdbBotNotScraped",
-        [series("cdb_operator_breaker_engaged", "0x20", namespace=NS, name=BOT), *SIX],
+        [series("cdb_operator_breaker_engaged", "0x20", namespace=NS, name=BOT), *EVERY],
         "8m",
     ),
     Case(
@@ -432,3 +432,18 @@ def test_runbook_sections_exist_and_the_operator_guide_lists_every_alert():
         row = next((ln for ln in guide.splitlines() if f"`{alert.name}`" in ln), None)
         assert row, f"docs/operator.md does not list {alert.name}"
         assert f"runbook.md#{alert.anchor}" in row, f"{alert.name}: no runbook link in its row"
+
+
+def test_the_rules_and_the_dashboard_count_every_service_the_operator_runs():
+    """A service left out of alerts.SERVICES is one whose outage pages nobody (the dashboard,
+    with the kill switch, once was)."""
+    from cdb_operator import model
+
+    assert set(alerts.SERVICES) == set(model.SERVICES)
+    from test_chart_dashboard import DASHBOARD
+
+    (panel,) = [p for p in DASHBOARD["panels"] if p.get("title") == "Services up"]
+    (target,) = panel["targets"]
+    assert "|".join(alerts.SERVICES) in target["expr"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == len(model.SERVICES)

@@ -27,7 +27,7 @@ import yaml
 RUNBOOK_URL = "https://github.com/claire-de-binare/claire-de-binare/blob/main/docs/runbook.md"
 
 #: The services each bot runs (model.SERVICES; repeated here so the rules stay pure data).
-SERVICES = ("feed", "signal", "risk", "execution", "persistence", "notifier")
+SERVICES = ("feed", "signal", "risk", "execution", "persistence", "notifier", "dashboard")
 
 #: Share of the daily drawdown limit at which CdbDrawdownNearLimit fires.
 DRAWDOWN_WARN_SHARE = 0.8
@@ -168,9 +168,9 @@ ALERTS: tuple[Alert, ...] = (
         f'(up{{bot!="", service=~"{_ANY_SERVICE}"}})) < {len(SERVICES)}',
         "5m",
         "critical",
-        "{{ $labels.bot }} runs fewer than its six services",
-        "Only {{ $value }} of the six services of {{ $labels.namespace }}/{{ $labels.bot }} "
-        "are scraped: a Deployment is missing, scaled to 0, or its Service lost its labels.",
+        f"{{{{ $labels.bot }}}} runs fewer than its {len(SERVICES)} services",
+        f"Only {{{{ $value }}}} of the {len(SERVICES)} services of {{{{ $labels.namespace }}}}/"
+        "{{ $labels.bot }} are scraped: a Deployment is missing, scaled to 0, or its Service lost its labels.",
         "kubectl get deploy,svc -l app.kubernetes.io/instance=BOT; read the TradingBot status.",
     ),
     Alert(

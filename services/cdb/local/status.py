@@ -3,7 +3,7 @@
 Finds the running ``cdb up`` through ``cdb.local.state`` (the per-user state file, from
 any directory; ``--data-dir`` reads that directory's ``up.json`` instead): its private
 servers and HTTP ports. Without a running ``cdb up`` it uses the environment's
-``REDIS_*`` / ``POSTGRES_*`` settings and the standard ports 8000-8005. Exits 0
+``REDIS_*`` / ``POSTGRES_*`` settings and the standard ports 8000-8006. Exits 0
 when every service is healthy, 1 otherwise.
 """
 

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-port-base",
         type=int,
         default=8000,
-        help="HTTP port of the feed; the others follow (8000-8005); 0 = any free ports",
+        help="HTTP port of the feed; the others follow (8000-8006); 0 = any free ports",
     )
     parser.add_argument(
         "--feed",
