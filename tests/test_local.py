@@ -227,6 +227,7 @@ def test_as_root_a_data_dir_postgres_cannot_enter_is_refused_with_the_fix():
     assert f"chmod o+x {private}" in done.stderr
     assert "--data-dir" in done.stderr
     assert not (data / "pg" / "pgdata").exists()
+    assert not (data / "redis").exists()  # refused before starting anything
 
 
 def test_private_servers_status_and_a_clean_ctrl_c(up_dir):

@@ -98,7 +98,12 @@ class Servers:
     advisor_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        """Start what is private, then check both answer and migrate the database."""
+        """Start what is private, then check both answer and migrate the database.
+
+        Raises SetupError before starting anything when PostgreSQL could not run here.
+        """
+        if self.postgres_private:
+            check_postgres_can_enter(self.data_dir)
         for prefix, private in (
             ("REDIS_", self.redis_private),
             ("POSTGRES_", self.postgres_private),
@@ -116,7 +121,6 @@ class Servers:
             self.env.update(self.redis_server.env())
             self.advisor_env = {"REDIS_USERNAME": ADVISOR_USER, "REDIS_PASSWORD": password}
         if self.postgres_private:
-            check_postgres_can_enter(self.data_dir)
             self.pg_server = PostgresServer(self.data_dir / "pg")
             try:
                 self.pg_server.start()
