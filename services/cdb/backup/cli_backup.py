@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Dump PostgreSQL (pg_dump -Fc) and optionally Redis into DIR/backup-<UTC time>/ with a "
         "manifest of row counts and checksums, then keep only the newest N backups. "
-        "Connection settings come from POSTGRES_* (and REDIS_*) environment variables."
+        "It connects to the servers POSTGRES_* (and REDIS_*) name; without POSTGRES_HOST "
+        "(REDIS_HOST), to the private ones of a running 'cdb up'."
     )
     parser.add_argument(
         "--output",

@@ -11,7 +11,8 @@ from cdb.settings import PostgresSettings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Restore a backup made by 'cdb backup' into the database named by POSTGRES_*: "
+        "Restore a backup made by 'cdb backup' into the database named by POSTGRES_* (without "
+        "POSTGRES_HOST, the private one of a running 'cdb up'): "
         "DIR is one backup-<time> directory, or a directory of them (the newest complete one "
         "is used). The checksums are checked first, the restore is one transaction, and every "
         "table's row count and checksum is compared with the manifest afterwards."
