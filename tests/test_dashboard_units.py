@@ -118,3 +118,18 @@ def test_equity_identity_and_curve():
     curve = figures.equity_curve(1000.0, [(10, -1.0), (20, 5.0)], 30, 1010.0)
     assert curve == [[9, 1000.0], [10, 999.0], [20, 1005.0], [30, 1010.0]]
     assert figures.equity_curve(1000.0, [], 30, 1000.0) == [[30, 1000.0]]
+
+
+def test_breaker_status_line_says_never_engaged_as_the_dashboard_does():
+    from cdb.dashboard.cli_breaker import describe
+
+    clear = {"engaged": False, "manual": False, "kill_switch": False, "drawdown": False}
+    assert describe({**clear, "reason": "", "updated_at": None}) == (
+        "breaker: released – never engaged (as reported by the risk manager)"
+    )
+    engaged = {**clear, "engaged": True, "manual": True, "reason": "smoke test"}
+    assert describe({**engaged, "updated_at": 1_795_000_000}) == (
+        "breaker: ENGAGED by manual – smoke test (risk manager, 2026-11-18 11:06:40 UTC)"
+    )
+    assert describe({**engaged, "updated_at": None}).endswith("(risk manager, unknown)")
+    assert describe(None).startswith("breaker: not reported")

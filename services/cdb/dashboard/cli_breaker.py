@@ -50,12 +50,15 @@ def describe(state: dict[str, Any] | None) -> str:
         )
         if on
     ]
-    when = (
-        dt.datetime.fromtimestamp(state["updated_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if state.get("updated_at")
-        else "unknown"
-    )
     head = f"ENGAGED by {', '.join(by)}" if state["engaged"] else "released"
+    if not state.get("updated_at"):
+        if not state["engaged"]:  # as the dashboard says it
+            return "breaker: released – never engaged (as reported by the risk manager)"
+        when = "unknown"
+    else:
+        when = dt.datetime.fromtimestamp(state["updated_at"], dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
     return f"breaker: {head} – {state['reason'] or 'no reason'} (risk manager, {when})"
 
 
