@@ -214,9 +214,16 @@ def test_the_rendered_redis_start_defines_the_advisor_user_on_a_real_redis(tmp_p
         admin = redis.Redis(port=port, password="bus-Pw-0123")
         advisor = redis.Redis(port=port, username=ADVISOR_USER, password="adv-Pw-4567")
         assert admin.ping() and advisor.ping()
-        advisor.xadd("ml_signals", {"data": "{}"})
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            advisor.xadd("orders", {"data": "{}"})
+        admin.xadd("market_data", {"data": "{}"})
+        assert advisor.xread({"market_data": "0"})  # reads ticks
+        advisor.xadd("ml_signals", {"data": "{}"})  # writes its own stream
+        for refused in (
+            lambda: advisor.xadd("orders", {"data": "{}"}),
+            lambda: advisor.xadd("market_data", {"data": "{}"}),
+            lambda: advisor.xgroup_create("market_data", "evil", id="0"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                refused()
         assert admin.xlen("ml_signals") == 1 and admin.xlen("orders") == 0
         admin.close()
         advisor.close()

@@ -47,6 +47,7 @@ REPO_SCHEMA = Path("docs") / "EVENT_SCHEMA.json"
 def run_service(name: str) -> int:
     """Start one service in this process; returns its exit code."""
     from cdb.bus import Bus
+    from cdb.bus_observer import ObserverBus
     from cdb.logs import configure_logging, secret_values
     from cdb.runtime import Runtime, redis_client
     from cdb.settings import (
@@ -63,15 +64,19 @@ def run_service(name: str) -> int:
     except SettingsError as exc:
         exit_on_bad_settings(exc)
     configure_logging(service_cls.name, settings.LOG_LEVEL, secret_values(settings))
-    bus = Bus(
-        redis_client(settings),
-        service=service_cls.name,
-        maxlen_market_data=settings.STREAM_MAXLEN_MARKET_DATA,
-        maxlen_default=settings.STREAM_MAXLEN,
-        claim_idle_ms=settings.CLAIM_IDLE_MS,
-        max_lead_s=settings.EVENT_MAX_LEAD_S,
-        coalesce_ms=settings.MARKET_DATA_COALESCE_MS,
-    )
+    bus_options = {
+        "service": service_cls.name,
+        "maxlen_market_data": settings.STREAM_MAXLEN_MARKET_DATA,
+        "maxlen_default": settings.STREAM_MAXLEN,
+        "claim_idle_ms": settings.CLAIM_IDLE_MS,
+        "max_lead_s": settings.EVENT_MAX_LEAD_S,
+        "coalesce_ms": settings.MARKET_DATA_COALESCE_MS,
+    }
+    warmup_s = service_cls.observer_warmup_s(settings)
+    if warmup_s is None:
+        bus = Bus(redis_client(settings), **bus_options)
+    else:  # reads without a consumer group, with read rights only (the advisor)
+        bus = ObserverBus(redis_client(settings), warmup_s=warmup_s, **bus_options)
     try:
         service = service_cls(settings, bus)
     except SettingsError as exc:  # cross-setting checks made when the service is built

@@ -2,33 +2,25 @@
 
 The advisor is the one component whose output must never trade. Its code publishes only to
 ``ml_signals`` and no trading service reads that stream (``tests/test_advisor_shadow.py``);
-this user makes it hold even for a buggy or compromised advisor holding its credentials:
-Redis refuses it any write to ``orders``, ``signals``, ``market_data``, ``control`` or the
-breaker, and any read of a stream but ``market_data``.
+this user makes that hold for a buggy or compromised advisor too, as far as Redis can:
 
-What it may do, command by command (Redis ACL rules, 7.0 or newer for the selectors, see
-https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/):
+- ``market_data``: read only (``XREAD``; the advisor reads without a consumer group,
+  :mod:`cdb.bus_observer`), so it cannot acknowledge, claim or trim the ticks the risk
+  manager reads, nor create groups or add ticks;
+- ``ml_signals``: append (``XADD``), its output;
+- ``PING`` and ``SELECT``; nothing else — no other stream or key, no admin command. (The
+  services' clients send no ``CLIENT SETINFO``, which this user could not send on 7.2.)
 
-- on ``market_data``, as the ``advisor`` consumer group: create the group, read, acknowledge,
-  claim the idle entries of a dead consumer (``XGROUP CREATE``, ``XREADGROUP``, ``XACK``,
-  ``XAUTOCLAIM``);
-- append to ``ml_signals`` (its output), ``health`` (heartbeats), ``alerts`` (outage alerts),
-  ``dead_letter`` (what it could not read);
-- write its readiness into the ``cdb:readiness`` hash (read by the operator) and claim an
-  outage alert once (``SET cdb:outage:* NX EX``);
-- ``PING`` and ``SELECT``. (The services' clients do not send ``CLIENT SETINFO``, which
-  Redis 7.0 does not know and this user could not send on 7.2.)
-
-What Redis cannot narrow: the advisor could acknowledge another group's entries of
-``market_data`` (an ACL names keys and commands, not consumer groups) or write another
-service's readiness entry. Neither places an order.
+The advisor sends no heartbeats, readiness reports or outage alerts: the trading services
+do. What remains to a compromised advisor is its own stream: it could flood or trim
+``ml_signals`` (shadow statistics, read by the persistence writer only). Rules in Redis'
+ACL syntax, 7.0 or newer (``%R~`` key permissions, selectors):
+https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/
 """
 
 from __future__ import annotations
 
-from cdb.bus import ALERTS, DEAD_LETTER, HEALTH, MARKET_DATA, ML_SIGNALS
-from cdb.outages import CLAIM_KEY
-from cdb.probes import READINESS_KEY
+from cdb.bus import MARKET_DATA, ML_SIGNALS
 
 #: The advisor's Redis user name (``REDIS_USERNAME`` of the advisor).
 ADVISOR_USER = "cdb-advisor"
@@ -41,24 +33,20 @@ ADVISOR_RULES = " ".join(
         "-@all",
         "+ping",
         "+select",
-        f"~{MARKET_DATA}",
-        "+xgroup|create",
-        "+xreadgroup",
-        "+xack",
-        "+xautoclaim",
-        f"(~{ML_SIGNALS} ~{HEALTH} ~{ALERTS} ~{DEAD_LETTER} +xadd)",
-        f"(~{READINESS_KEY} +hset)",
-        f"(~{CLAIM_KEY.split('{')[0]}* +set)",
+        f"%R~{MARKET_DATA}",
+        "+xread",
+        f"(~{ML_SIGNALS} +xadd)",
     ]
 )
 
 
-def advisor_user_line(password: str) -> str:
+def advisor_user_line(password: str, rules: str = ADVISOR_RULES) -> str:
     """The ``user`` directive of redis.conf for the advisor, with its ``password``.
 
-    Raises ValueError for a password Redis would split (empty, or with white space); the
-    generated ones are URL-safe.
+    ``rules`` is for a shell template only (the operator's ``printf`` gets ``%s`` for both
+    and the values as arguments). Raises ValueError for a password Redis would split
+    (empty, or with white space); the generated ones are URL-safe.
     """
     if not password or any(c.isspace() for c in password):
         raise ValueError("the advisor's Redis password must be non-empty, without spaces")
-    return f"user {ADVISOR_USER} reset on >{password} {ADVISOR_RULES}"
+    return f"user {ADVISOR_USER} reset on >{password} {rules}"

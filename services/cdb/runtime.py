@@ -35,6 +35,7 @@ from waitress.server import create_server
 
 from cdb import __version__
 from cdb.bus import HEALTH, Bus, Delivery
+from cdb.bus_observer import ObserverBus
 from cdb.events import Health
 from cdb.metrics import produced_streams, register_standard
 from cdb.outages import DependencyWatch
@@ -85,6 +86,9 @@ class Runtime:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.bus = service.bus
+        #: reads without a consumer group and writes only its service's output: no
+        #: heartbeats, readiness reports or outage alerts (cdb.bus_observer; the advisor)
+        self.observer = isinstance(service.bus, ObserverBus)
         self.settings = service.settings
         self.stopping = threading.Event()
         self.started_at = int(time.time())
@@ -178,6 +182,8 @@ class Runtime:
 
     def _watch_dependencies(self) -> None:
         """Track outages (alerts) and report readiness; the watch thread's one step."""
+        if self.observer:
+            return
         ready, problems = self.healthy()
         down = self.down_now(problems)
         self.watch.observe(down)
@@ -371,6 +377,8 @@ class Runtime:
             self.heartbeat = time.monotonic()
 
     def _maybe_publish_health(self) -> None:
+        if self.observer:
+            return
         now = time.monotonic()
         if now - self._last_health < self.settings.HEALTH_INTERVAL_S:
             return

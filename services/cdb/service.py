@@ -51,6 +51,16 @@ class Service:
         self.bus = bus
         self.registry = CollectorRegistry(auto_describe=True)
 
+    @classmethod
+    def observer_warmup_s(cls, settings: BaseServiceSettings) -> float | None:
+        """None: the service reads through its consumer group (every service but one).
+
+        A number of seconds makes it an *observer* (:mod:`cdb.bus_observer`): it reads with
+        plain ``XREAD``, starting that far back, and writes nothing but its own output, so
+        Redis can hold it to read rights (the advisor, :mod:`cdb.redis_acl`).
+        """
+        return None
+
     def setup(self) -> None:
         """Connect to what the service needs (called again after a transient failure)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdb.redis_acl import advisor_user_line
+from cdb.redis_acl import ADVISOR_RULES, advisor_user_line
 from cdb_operator.render import config
 from cdb_operator.render.common import (
     Bot,
@@ -34,7 +34,9 @@ POSTGRES_UID = 70  # the postgres user of the official alpine image
 #: Redis, whether or not the advisor is enabled, so enabling it restarts nothing).
 REDIS_START = (
     'printf "requirepass %s\\n" "$REDIS_PASSWORD" > /conf/redis.conf && '
-    f'printf "{advisor_user_line("%s")}\\n" "$ADVISOR_REDIS_PASSWORD" >> /conf/redis.conf && '
+    # the password and the rules are printf's arguments: a % in them is no directive
+    f'printf "{advisor_user_line("%s", rules="%s")}\\n" "$ADVISOR_REDIS_PASSWORD" '
+    f"'{ADVISOR_RULES}' >> /conf/redis.conf && "
     "exec redis-server /conf/redis.conf --port 6379 --dir /data --appendonly yes "
     "--appendfsync everysec --save '' --protected-mode no"
 )

@@ -111,6 +111,12 @@ class AdvisorService(Service):
     settings_class: ClassVar[type[AdvisorSettings]] = AdvisorSettings
     streams: ClassVar[tuple[str, ...]] = (MARKET_DATA,)
 
+    @classmethod
+    def observer_warmup_s(cls, settings: AdvisorSettings) -> float:
+        """An observer (read rights only, cdb.redis_acl), starting one lookback window and a
+        minute back, so its features are warm at once after a restart."""
+        return (settings.SIGNAL_LOOKBACK_MIN + 1) * 60.0
+
     def __init__(self, settings: AdvisorSettings, bus: Bus) -> None:
         super().__init__(settings, bus)
         model = load_model(settings)

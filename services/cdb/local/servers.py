@@ -93,6 +93,8 @@ class Servers:
     #: The environment of ``cdb up``: where external servers are named.
     base_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: Give the private Redis the advisor's own user (``cdb up --advisor``; Redis 7.0+)
+    advisor_user: bool = False
     #: What the advisor logs in with, over ``env``: its own Redis user on a private Redis;
     #: nothing on a Redis the environment names (its credentials are the user's to give)
     advisor_env: dict[str, str] = field(default_factory=dict)
@@ -111,15 +113,17 @@ class Servers:
             if not private:
                 self.env.update({k: v for k, v in self.base_env.items() if k.startswith(prefix)})
         if self.redis_private:
-            # the advisor logs in as its own user, as in a cluster (cdb.redis_acl); a new
-            # password each run, in the 0600 config only
-            password = secrets.token_urlsafe(24)
-            self.redis_server = RedisServer(
-                self.data_dir / "redis", users=(advisor_user_line(password),)
-            )
+            users: tuple[str, ...] = ()
+            if self.advisor_user:
+                # the advisor logs in as its own user, as in a cluster (cdb.redis_acl): here
+                # a guard against its bugs (the default user has no password on loopback);
+                # a new password each run, in the 0600 config only
+                password = secrets.token_urlsafe(24)
+                users = (advisor_user_line(password),)
+                self.advisor_env = {"REDIS_USERNAME": ADVISOR_USER, "REDIS_PASSWORD": password}
+            self.redis_server = RedisServer(self.data_dir / "redis", users=users)
             self.redis_server.start()
             self.env.update(self.redis_server.env())
-            self.advisor_env = {"REDIS_USERNAME": ADVISOR_USER, "REDIS_PASSWORD": password}
         if self.postgres_private:
             self.pg_server = PostgresServer(self.data_dir / "pg")
             try:

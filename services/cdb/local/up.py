@@ -419,7 +419,13 @@ class Up:
             self._prepare_data_dir()
         except SetupError as exc:
             return self.fail(str(exc))
-        self.servers = Servers(self.data_dir, redis_private, pg_private, base_env=dict(os.environ))
+        self.servers = Servers(
+            self.data_dir,
+            redis_private,
+            pg_private,
+            base_env=dict(os.environ),
+            advisor_user=self.args.advisor is not None,
+        )
         snap: Snapshot | None = None
         try:
             self._start_watchdog()

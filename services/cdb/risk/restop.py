@@ -1,8 +1,9 @@
 """``python -m cdb.risk.restop``: move the stop loss of open positions to today's STOP_LOSS_PCT.
 
-A position's stop is fixed when it is opened (``STOP_LOSS_PCT`` below its average entry
-price) and kept in ``positions.stop_loss``; changing ``STOP_LOSS_PCT`` later moves the
-stops of *new* positions only. To re-stop the open ones:
+A position's stop is set by its buy fills (``STOP_LOSS_PCT`` below its average entry price,
+moved at each buy that adds to it) and kept in ``positions.stop_loss``; changing
+``STOP_LOSS_PCT`` alone moves no open position's stop (only their next buy fill would). To
+re-stop the open ones now:
 
     python -m cdb.risk.restop                      # show what would change (dry run)
     python -m cdb.risk.restop --apply              # STOP_LOSS_PCT of the environment
