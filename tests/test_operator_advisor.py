@@ -230,3 +230,14 @@ def test_the_rendered_redis_start_defines_the_advisor_user_on_a_real_redis(tmp_p
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_advisor_is_probed_like_every_service():
+    """Liveness on /livez (never a dependency: the embedded Redis restarting at an upgrade
+    must not restart the advisor), readiness on /readyz."""
+    from cdb_operator.render.services import probes
+
+    pods = pod_specs(render_children(make({"advisor": CONFIG_MAP})))
+    (container,) = pods["demo-advisor"]["containers"]
+    assert {k: container[k] for k in probes()} == probes()
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"

@@ -31,6 +31,7 @@ from cdb_operator.render.common import (
     selector_labels,
     tmp_volume,
 )
+from cdb_operator.render.services import probes
 
 MODEL_DIR = "/models"
 
@@ -95,7 +96,6 @@ def render_advisor_deployment(bot: Bot) -> Manifest:
     if volume is not None:
         volumes.append(volume)
         mounts.append({"name": "model", "mountPath": MODEL_DIR, "readOnly": True})
-    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 3}
     container = {
         "name": name,
         "image": image(bot),
@@ -108,9 +108,9 @@ def render_advisor_deployment(bot: Bot) -> Manifest:
         "volumeMounts": mounts,
         "ports": [{"name": "http", "containerPort": model.ADVISOR_PORT, "protocol": "TCP"}],
         "resources": resources(bot.spec.advisor.resources),
-        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
-        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 2},
+        # as every service's: liveness never asks a dependency (a Redis restart must not
+        # restart the advisor), readiness does
+        **probes(),
     }
     return {
         "apiVersion": "apps/v1",
