@@ -9,8 +9,7 @@ because fees are realised when paid (a BUY's realised P&L is minus its fee).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-from cdb.events import Order
+from typing import Protocol
 
 #: Quantities smaller than this fraction of the position are float dust: the position is flat.
 DUST = 1e-9
@@ -73,7 +72,15 @@ def apply_trade(book: Book, side: str, quantity: float, price: float, fee: float
     raise ValueError(f"bad side {side!r}")
 
 
-def position_stop(order: Order, avg_price: float) -> float | None:
+class PricedOrder(Protocol):
+    """What ``position_stop`` reads of an order: an ``Order`` event or a stored row."""
+
+    side: str
+    price: float | None
+    stop_loss: float | None
+
+
+def position_stop(order: PricedOrder, avg_price: float) -> float | None:
     """The stop loss of the position a fill of ``order`` leaves at ``avg_price`` (quote
     currency per unit), or None for a SELL (it keeps the position's stop).
 
