@@ -37,7 +37,6 @@ SPEC = {
     "strategy": {"thresholdPct": 3.0},
     "circuitBreaker": {"engaged": False},
 }
-PASSWORDS = {"REDIS_PASSWORD": "x" * 32, "POSTGRES_PASSWORD": "y" * 32}
 
 
 def _bot(name: str):
@@ -50,9 +49,11 @@ def _bot(name: str):
 def render_once(name: str, to_yaml: bool = False) -> int:
     """Parse, validate and render one bot; returns the number of manifests."""
     from cdb_operator.render import render_children, render_secret
+    from cdb_operator.render.config import SECRET_KEYS
 
     bot = _bot(name)
-    manifests = render_children(bot) + [render_secret(bot, PASSWORDS)]
+    passwords = {key: "x" * 32 for key in SECRET_KEYS}
+    manifests = render_children(bot) + [render_secret(bot, passwords)]
     if to_yaml:
         yaml.dump_all(manifests, Dumper=DUMPER, sort_keys=False)
     return len(manifests)

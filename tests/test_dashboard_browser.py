@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest
 from browser import chromium, console_errors
 from helpers import ServiceProcess, wait_until
@@ -35,6 +36,7 @@ from cdb.bus import Bus
 from cdb.events import Signal, now
 from cdb.localservers import PostgresServer, RedisServer
 from cdb.notifier.vapid import b64url, public_key_b64
+from cdb.settings import PostgresSettings
 
 TOKEN = "dashboard-token-0123456789"
 SHOTS = os.environ.get("CDB_SCREENSHOT_DIR")
@@ -244,21 +246,54 @@ def test_the_page_shows_what_sql_says(pipe, browser):
     wait_until(agree, timeout=20, interval=0.5, message="page and SQL agree")
 
 
+STILL = (
+    "SELECT (SELECT count(*) FROM trades), (SELECT coalesce(max(id), 0) FROM trades),"
+    " (SELECT coalesce(max(id), 0) FROM orders), (SELECT max(updated_at) FROM orders)"
+)
+
+
+def _sql_snapshot(pipe, queries: dict[str, str]) -> dict[str, list[tuple]]:
+    """Every query in one REPEATABLE READ transaction: figures from one moment of the
+    database (separate statements raced a stop-loss fill landing between two of them)."""
+    conn = psycopg2.connect(PostgresSettings(**pipe.pg_server.env()).postgres_dsn())
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn, conn.cursor() as cur:
+            out = {}
+            for name, query in queries.items():
+                cur.execute(query)
+                out[name] = cur.fetchall()
+        return out
+    finally:
+        conn.close()
+
+
 def test_figures_agree_with_sql(pipe):
-    """Read SQL, the API and SQL again; compare when no fill landed in between."""
-    for _ in range(30):
-        before = pipe.sql("SELECT count(*), coalesce(max(id), 0) FROM trades")
+    """Read SQL, the API, then every figure in one snapshot; compare when nothing was
+    filled or ordered between the first read and the snapshot."""
+    queries = {
+        "still": STILL,
+        "cash": "SELECT free FROM balances WHERE asset = 'USDT'",
+        "positions": "SELECT symbol, quantity FROM positions WHERE quantity > 0",
+        "realized": "SELECT coalesce(sum(realized_pnl), 0) FROM trades",
+        "at_cost": "SELECT coalesce(sum(quantity * avg_price), 0) FROM positions",
+        "daily": "SELECT ts / 86400 * 86400, sum(realized_pnl), count(*) FROM trades"
+        " GROUP BY 1 ORDER BY 1",
+        "orders": "SELECT client_id FROM orders ORDER BY id DESC LIMIT 20",
+    }
+    for _ in range(60):
+        before = pipe.sql(STILL)
         body = request(port(pipe), "/api/overview")[1]
-        after = pipe.sql("SELECT count(*), coalesce(max(id), 0) FROM trades")
-        if before == after:
+        snap = _sql_snapshot(pipe, queries)
+        if before == snap["still"]:
             break
         time.sleep(0.5)
     else:
-        pytest.fail("the trades table never stood still for one read")
+        pytest.fail("the trades and orders tables never stood still for one read")
     acct = body["account"]
-    cash = pipe.sql("SELECT free FROM balances WHERE asset = 'USDT'")[0][0]
+    cash = snap["cash"][0][0]
     assert acct["cash"] == pytest.approx(cash, rel=1e-12)
-    positions = dict(pipe.sql("SELECT symbol, quantity FROM positions WHERE quantity > 0"))
+    positions = dict(snap["positions"])
     shown = {p["symbol"]: p for p in body["positions"]}
     assert set(shown) == set(positions)
     for symbol, p in shown.items():
@@ -267,19 +302,17 @@ def test_figures_agree_with_sql(pipe):
     value = sum(p["quantity"] * p["price"] for p in body["positions"])
     assert acct["equity"] == pytest.approx(cash + value, rel=1e-12)
     # starting cash + realised P&L (fees included) = cash + positions at cost
-    realized = pipe.sql("SELECT coalesce(sum(realized_pnl), 0) FROM trades")[0][0]
-    at_cost = pipe.sql("SELECT coalesce(sum(quantity * avg_price), 0) FROM positions")[0][0]
+    realized = snap["realized"][0][0]
+    at_cost = snap["at_cost"][0][0]
     assert acct["start_cash"] + realized == pytest.approx(cash + at_cost, rel=1e-9)
     curve = body["equity_curve"]
     assert curve[-2][1] == pytest.approx(acct["start_cash"] + realized, rel=1e-12)
     assert curve[-1][1] == pytest.approx(acct["equity"], rel=1e-12)
-    daily = pipe.sql(
-        "SELECT ts / 86400 * 86400, sum(realized_pnl), count(*) FROM trades GROUP BY 1 ORDER BY 1"
-    )
+    daily = snap["daily"]
     assert [(d["day"], d["fills"]) for d in body["daily_pnl"]] == [(d, n) for d, _, n in daily]
     for shown_day, (_, pnl, _) in zip(body["daily_pnl"], daily, strict=True):
         assert shown_day["realized_pnl"] == pytest.approx(pnl, rel=1e-12)
-    orders = [r[0] for r in pipe.sql("SELECT client_id FROM orders ORDER BY id DESC LIMIT 20")]
+    orders = [r[0] for r in snap["orders"]]
     assert [o["client_id"] for o in body["latest"]["orders"]] == orders
     state = pipe.sql("SELECT value FROM service_state WHERE service='risk' AND key='day_start'")
     assert acct["day_start_equity"] == pytest.approx(state[0][0]["equity"])
