@@ -107,6 +107,18 @@ def test_children_always_paper_trade_without_exchange_keys():
     assert env["CDB_CONSUMER_NAME"] == "execution-local"
 
 
+def test_a_private_server_replaces_every_setting_of_its_kind_from_the_shell():
+    base = {"REDIS_PASSWORD": "stray", "REDIS_USERNAME": "me", "REDIS_TLS": "true", "X": "1"}
+    private = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6390", "REDIS_DB": "0"}
+    env = plan.child_env(base, "risk", 8002, private, "synthetic")
+    assert {k: v for k, v in env.items() if k.startswith("REDIS_")} == private
+    assert env["X"] == "1"
+    # a server the environment names keeps its settings (Servers copies them over)
+    named = {"REDIS_HOST": "redis.example", "REDIS_PASSWORD": "given", "REDIS_TLS": "true"}
+    env = plan.child_env(named, "risk", 8002, named, "synthetic")
+    assert env["REDIS_PASSWORD"] == "given" and env["REDIS_TLS"] == "true"
+
+
 def test_replay_trades_from_now_on_and_stays_up_at_its_end():
     env = plan.child_env({}, "feed", 8000, {}, "replay")
     assert env["FEED_SOURCE"] == "replay"

@@ -77,9 +77,17 @@ def child_env(
 ) -> dict[str, str]:
     """The environment of one child: ``base`` + local defaults + servers + forced values.
 
+    ``servers`` naming a server (``REDIS_HOST``, ``POSTGRES_HOST``) replaces every setting
+    of its kind in ``base``: a ``REDIS_PASSWORD`` or ``REDIS_USERNAME`` left in the shell
+    must not reach the children of a private, passwordless Redis (their login would fail).
     ``speed`` (replay only) wins over ``FEED_REPLAY_SPEED`` from the environment.
     """
-    env = {k: v for k, v in base.items() if k not in DROPPED}
+    replaced = tuple(p for p in ("REDIS_", "POSTGRES_") if f"{p}HOST" in servers)
+    env = {
+        k: v
+        for k, v in base.items()
+        if k not in DROPPED and not (replaced and k.startswith(replaced))
+    }
     for key, value in {**LOCAL_DEFAULTS, **FEED_DEFAULTS[feed_source]}.items():
         env.setdefault(key, value)
     if feed_source == "synthetic" and _faster_than_the_clock(env.get("FEED_SYNTHETIC_PERIOD_S")):
