@@ -25,10 +25,14 @@ class TransientError(Exception):
 
 
 #: Exceptions that mean "a dependency is unavailable": back off and retry, never dead-letter.
+#: A Redis at its ``maxmemory`` with ``noeviction`` (what an external Redis must run, so no
+#: stream entry is evicted) answers every write with ``OOM``: the service waits, NotReady,
+#: until memory is back, as for an outage; it neither exits nor dead-letters the entry.
 TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
     redis.ConnectionError,
     redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
     psycopg2.OperationalError,
     psycopg2.InterfaceError,
 )
