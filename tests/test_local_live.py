@@ -89,14 +89,19 @@ def mexc_stream() -> Iterator[LocalMexc]:
     """MEXC's REST and websocket: the rising candles up to now in the book, and a thread
     pushing the forming candle every second as trades would (the next minute's too)."""
     with LocalMexc() as local:
-        for row in rising_klines(20, int(time.time() * 1000)):
+        start_ms = int(time.time() * 1000)
+        for row in rising_klines(20, start_ms):
             local.book.put("BTCUSDT", [row[0], *(float(v) for v in row[1:6])])
         stop = threading.Event()
 
         def trade() -> None:
             while not stop.wait(1.0):
                 now_ms = int(time.time() * 1000)
-                last = rising_klines(1, now_ms)[0]
+                # the same rising series, continued: a new minute's candle follows the last
+                # (pushing the series' *first* price overwrote the forming candle with a 6 %
+                # drop; once that minute closed before the feed's first look, no signal)
+                elapsed = now_ms // MIN - start_ms // MIN
+                last = rising_klines(20 + elapsed, now_ms)[-1]
                 local.push("BTCUSDT", [last[0], *(float(v) for v in last[1:6])])
 
         pusher = threading.Thread(target=trade, daemon=True)
